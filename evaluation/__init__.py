@@ -1,0 +1,1 @@
+"""Offline evaluation and promotion gates, canary analysis, drift detection."""

@@ -1,0 +1,1 @@
+"""GPU inventory, memory estimates, placement, quotas and prices."""

@@ -1,0 +1,1 @@
+"""Pavedpath: the paved path for models, from the registry to production inference."""

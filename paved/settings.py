@@ -1,0 +1,95 @@
+"""The one place environment variables are read.
+
+Every setting is a ``PAVED_*`` variable (``PAVED_HOME``, ``PAVED_REGISTRY_URI``, ...).
+Code receives a :class:`Settings` instance; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import getpass
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "unknown"
+
+
+class Settings(BaseSettings):
+    """Typed settings, read from ``PAVED_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="PAVED_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default=Path("~/.pavedpath"),
+        description="Data directory: registry database, artifacts, GitOps repo, caches.",
+    )
+    registry_uri: str | None = Field(
+        default=None,
+        description=(
+            "MLflow backend store URI. Unset: SQLite under PAVED_HOME. "
+            "A postgresql:// URI uses PostgreSQL."
+        ),
+    )
+    artifact_root: str | None = Field(
+        default=None,
+        description="Where registered artifacts live. Unset: PAVED_HOME/artifacts.",
+    )
+    allowed_source_prefixes: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Extra source URI prefixes (e.g. s3://bucket/models/) a version may be "
+            "registered from, besides runs:/ and models:/ URIs of this registry."
+        ),
+    )
+    actor: str = Field(
+        default_factory=_default_actor,
+        description="Identity recorded in lineage, alias history and audit entries.",
+    )
+    api_key: str | None = Field(
+        default=None,
+        description="API key the CLI acts with; its roles decide what the CLI may do.",
+    )
+    max_name_length: int = Field(default=64, ge=1, le=255)
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @cached_property
+    def tracking_uri(self) -> str:
+        """The MLflow store URI actually used."""
+        if self.registry_uri:
+            return self.registry_uri
+        return f"sqlite:///{self.home / 'registry.db'}"
+
+    @cached_property
+    def artifact_location(self) -> str:
+        """Root under which the registry generates every artifact location."""
+        if self.artifact_root:
+            return self.artifact_root
+        return (self.home / "artifacts").as_uri()
+
+    @property
+    def cache_dir(self) -> Path:
+        """Verified model downloads."""
+        return self.home / "cache"
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for trainers."""
+        return self.home / "work"
+
+    def ensure_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+
+
+def load_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The delivery pipeline: trainers for the bundled models, GitOps promotion, the reconciler."""

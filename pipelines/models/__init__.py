@@ -1,0 +1,1 @@
+"""Model code for the bundled models, loaded from safetensors (never unpickled)."""

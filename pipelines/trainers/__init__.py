@@ -1,0 +1,1 @@
+"""Trainers for the bundled models: tiny-gpt and credit-risk."""

@@ -1,0 +1,1 @@
+"""MLflow-backed model registry: versions with lineage and digests, protected aliases, history."""
