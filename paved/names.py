@@ -101,14 +101,10 @@ def validate_version(value: object) -> int:
     else:
         text = _check_common(value, "version", 10)
         if not text.isascii() or not text.isdigit():
-            raise InvalidName(
-                f"version {text!r} must be a positive integer", rule="version_format"
-            )
+            raise InvalidName(f"version {text!r} must be a positive integer", rule="version_format")
         version = int(text)
     if not 1 <= version <= MAX_VERSION:
-        raise InvalidName(
-            f"version {version} is outside 1..{MAX_VERSION}", rule="version_range"
-        )
+        raise InvalidName(f"version {version} is outside 1..{MAX_VERSION}", rule="version_range")
     return version
 
 

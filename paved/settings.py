@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         default_factory=_default_actor,
         description="Identity recorded in lineage, alias history and audit entries.",
     )
+    team: str = Field(
+        default="default", description="Team recorded as owner of what the CLI registers."
+    )
     api_key: str | None = Field(
         default=None,
         description="API key the CLI acts with; its roles decide what the CLI may do.",

@@ -1,0 +1,51 @@
+"""The `paved` command: one sub-command module per noun, thin over the library."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from paved.cli import demo, models
+from paved.cli import output as out
+from paved.cli.context import CliContext
+from paved.errors import PavedError
+
+app = typer.Typer(
+    name="paved",
+    help="Pavedpath: the paved path for models, from the registry to production inference.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(models.app, name="models")
+app.command("demo")(demo.demo)
+app.command("ui")(demo.ui)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More logging.")] = False,
+) -> None:
+    ctx.obj = CliContext()
+    if not verbose:
+        import logging
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def main() -> None:
+    """Entry point: Pavedpath errors become one clear line and a non-zero exit."""
+    try:
+        app()
+    except PavedError as exc:
+        rule = f" (rule: {exc.rule})" if exc.rule else ""
+        out.err_console.print(f"[red]error[/red] [{exc.code}] {exc.message}{rule}", highlight=False)
+        sys.exit(2 if 400 <= exc.status < 500 else 1)
+
+
+if __name__ == "__main__":
+    main()

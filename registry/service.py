@@ -1,0 +1,331 @@
+"""The registry: register versions with lineage and digests, look them up, move aliases.
+
+Every public method validates all of its input before its first write, so a refused
+call changes nothing. Protected aliases (``champion``) move only for an actor holding
+the ``promotion`` role, which only the promotion flow has.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from paved.errors import BackendError, InvalidInput, NotFound, PermissionDenied
+from paved.names import ModelRef, validate_alias, validate_name, validate_version
+from paved.schemas import Actor, Role
+from paved.settings import Settings
+from registry import schemas as s
+from registry.digests import DigestManifest
+from registry.fetch import fetch_verified
+from registry.history import AliasHistory, SqlAliasHistory
+from registry.runs import log_package
+from registry.store import MlflowStore, ModelStore, StoredModel, StoredVersion
+
+Clock = Callable[[], datetime]
+
+WRITE_ROLES = (Role.ML_ENGINEER, Role.PROMOTION)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+class Registry:
+    """Pavedpath's model registry over a :class:`ModelStore` and an alias history."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        history: AliasHistory,
+        *,
+        cache_dir: Path,
+        protected_aliases: Iterable[str] = ("champion",),
+        clock: Clock = _utcnow,
+    ) -> None:
+        self.store = store
+        self.alias_history = history
+        self.cache_dir = cache_dir
+        self.protected_aliases = frozenset(protected_aliases)
+        self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        settings.ensure_home()
+        store = MlflowStore(settings.tracking_uri, settings.artifact_location)
+        return cls(store, SqlAliasHistory(settings.tracking_uri), cache_dir=settings.cache_dir)
+
+    # ---------------------------------------------------------------- writes
+
+    def log_package(self, package: s.ModelPackage, *, experiment: str, actor: Actor) -> str:
+        """Log a model directory with its lineage as a new MLflow run; returns the run id."""
+        _require(actor, WRITE_ROLES, "log a model")
+        return log_package(self.store, package, experiment=experiment, actor=actor)
+
+    def register_run(self, name: str, run_id: str, *, actor: Actor) -> s.ModelVersionInfo:
+        """Register the model a Pavedpath-logged run holds as a new version of ``name``."""
+        name = validate_name(name)
+        _require(actor, WRITE_ROLES, "register a model version")
+        run = self.store.get_run(run_id) if isinstance(run_id, str) else None
+        if run is None:
+            raise NotFound(f"run {run_id!r} does not exist")
+        manifest, meta_tags = self._run_manifest(run.run_id, run.tags, run.artifact_uri)
+        team = meta_tags[s.TAG_TEAM]
+        existing = self.store.get_model(name)
+        self._check_owner(existing, name, team, actor)
+        tags = {**meta_tags, s.TAG_DIGESTS: manifest.canonical_json()}
+        tags[s.TAG_DIGEST] = manifest.digest
+        tags[s.TAG_REGISTERED_BY] = actor.identity
+        description = run.tags.get("mlflow.note.content", "")
+        source = f"{run.artifact_uri.rstrip('/')}/{s.MODEL_ARTIFACT_PATH}"
+
+        created_model = False
+        if existing is None:
+            self.store.create_model(name, {s.TAG_TEAM: team}, f"Owned by team {team}.")
+            created_model = True
+        try:
+            version = self.store.create_version(name, source, run.run_id, tags, description)
+        except Exception as exc:
+            if created_model:
+                self.store.delete_model(name)
+            raise BackendError(f"could not create a version of {name!r}: {exc}") from exc
+        return self._info(version)
+
+    def set_alias(
+        self, name: str, alias: str, version: int | str, *, actor: Actor, reason: str = ""
+    ) -> s.AliasEvent:
+        """Point ``alias`` at ``version``; record who moved it from where."""
+        name, alias, ver = validate_name(name), validate_alias(alias), validate_version(version)
+        self._check_alias_permission(alias, actor)
+        if self.store.get_version(name, ver) is None:
+            raise NotFound(f"model version {name}/{ver} does not exist")
+        current = self.store.get_version_by_alias(name, alias)
+        from_version = current.version if current else None
+        event = s.AliasEvent(
+            model=name,
+            alias=alias,
+            from_version=from_version,
+            to_version=ver,
+            actor=actor.identity,
+            reason=reason[:1024],
+            at=self._clock(),
+        )
+        if from_version == ver:
+            return event
+        self.store.set_alias(name, alias, ver)
+        self._record_or_undo(event)
+        return event
+
+    def remove_alias(
+        self, name: str, alias: str, *, actor: Actor, reason: str = ""
+    ) -> s.AliasEvent:
+        name, alias = validate_name(name), validate_alias(alias)
+        self._check_alias_permission(alias, actor)
+        current = self.store.get_version_by_alias(name, alias)
+        if current is None:
+            raise NotFound(f"model {name!r} has no alias {alias!r}")
+        event = s.AliasEvent(
+            model=name,
+            alias=alias,
+            from_version=current.version,
+            to_version=None,
+            actor=actor.identity,
+            reason=reason[:1024],
+            at=self._clock(),
+        )
+        self.store.delete_alias(name, alias)
+        self._record_or_undo(event)
+        return event
+
+    # ----------------------------------------------------------------- reads
+
+    def get(self, ref: ModelRef | str) -> s.ModelVersionInfo:
+        """Resolve ``NAME/VERSION`` or ``NAME@ALIAS`` (a bare name means the latest)."""
+        ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
+        if ref.version is not None:
+            stored = self.store.get_version(ref.name, ref.version)
+        elif ref.alias is not None:
+            stored = self.store.get_version_by_alias(ref.name, ref.alias)
+        else:
+            model = self.store.get_model(ref.name)
+            latest = model.latest_version if model else None
+            stored = self.store.get_version(ref.name, latest) if latest else None
+        if stored is None:
+            raise NotFound(f"model version {ref} does not exist")
+        return self._info(stored)
+
+    def describe(self, ref: ModelRef | str) -> s.ModelVersionDetail:
+        """A version with its run's params and metrics."""
+        info = self.get(ref)
+        run = self.store.get_run(info.lineage.run_id) if info.lineage.run_id else None
+        return s.ModelVersionDetail(
+            **info.model_dump(),
+            params=run.params if run else {},
+            metrics=run.metrics if run else {},
+        )
+
+    def list_models(self) -> list[s.RegisteredModelInfo]:
+        return [
+            s.RegisteredModelInfo(
+                name=m.name,
+                team=m.tags.get(s.TAG_TEAM),
+                latest_version=m.latest_version,
+                aliases=m.aliases,
+                created_at=_ms(m.created_ms),
+                updated_at=_ms(m.updated_ms),
+                description=m.description,
+            )
+            for m in self.store.list_models()
+        ]
+
+    def list_versions(self, name: str) -> list[s.ModelVersionInfo]:
+        name = validate_name(name)
+        if self.store.get_model(name) is None:
+            raise NotFound(f"model {name!r} does not exist")
+        return [self._info(v) for v in self.store.list_versions(name)]
+
+    def history(self, name: str) -> list[s.HistoryEntry]:
+        """Registrations and alias moves of a model, oldest first."""
+        entries = [
+            s.HistoryEntry(
+                at=v.created_at,
+                event="registered",
+                version=v.version,
+                actor=v.lineage.registered_by,
+                detail=f"digest {v.digest[:19]}…, commit {v.lineage.git_commit[:12]}",
+            )
+            for v in self.list_versions(name)
+        ]
+        for e in self.alias_history.events(name):
+            entries.append(
+                s.HistoryEntry(
+                    at=e.at,
+                    event="alias_set" if e.to_version is not None else "alias_removed",
+                    version=e.to_version,
+                    alias=e.alias,
+                    from_version=e.from_version,
+                    actor=e.actor,
+                    detail=e.reason,
+                )
+            )
+        return sorted(entries, key=lambda x: x.at)
+
+    def fetch(self, ref: ModelRef | str) -> Path:
+        """Download a version into the cache, verify every digest, and return its directory."""
+        info = self.get(ref)
+        return fetch_verified(self.store, info, self.cache_dir)
+
+    # ------------------------------------------------------------- internals
+
+    def _info(self, v: StoredVersion) -> s.ModelVersionInfo:
+        tags = v.tags
+        try:
+            manifest = DigestManifest.model_validate_json(tags[s.TAG_DIGESTS])
+        except (KeyError, ValueError) as exc:
+            raise BackendError(
+                f"model version {v.name}/{v.version} carries no valid digest manifest; "
+                "it was not registered through Pavedpath"
+            ) from exc
+        return s.ModelVersionInfo(
+            name=v.name,
+            version=v.version,
+            aliases=sorted(v.aliases),
+            status=v.status,
+            source=v.source,
+            created_at=_ms(v.created_ms),
+            description=v.description,
+            digest=tags.get(s.TAG_DIGEST, manifest.digest),
+            manifest=manifest,
+            lineage=s.Lineage(
+                team=tags.get(s.TAG_TEAM, "unknown"),
+                task=tags.get(s.TAG_TASK, "unknown"),
+                framework=tags.get(s.TAG_FRAMEWORK, "unknown"),
+                kind=tags.get(s.TAG_KIND),
+                git_commit=tags.get(s.TAG_GIT_COMMIT, "unknown"),
+                dataset_digest=tags.get(s.TAG_DATASET_DIGEST, "unknown"),
+                registered_by=tags.get(s.TAG_REGISTERED_BY, "unknown"),
+                run_id=v.run_id,
+            ),
+        )
+
+    def _run_manifest(
+        self, run_id: str, run_tags: dict[str, str], artifact_uri: str
+    ) -> tuple[DigestManifest, dict[str, str]]:
+        digest = run_tags.get(s.TAG_DIGEST)
+        if not digest:
+            raise InvalidInput(
+                f"run {run_id} was not logged by Pavedpath (no digest manifest); "
+                "log the model with `paved models train` or `paved models register --path`",
+                rule="pavedpath_run",
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.store.download(
+                f"{artifact_uri.rstrip('/')}/{s.META_ARTIFACT_PATH}/{s.DIGESTS_FILE}", Path(tmp)
+            )
+            manifest = DigestManifest.model_validate(json.loads(path.read_text()))
+        if manifest.digest != digest:
+            raise InvalidInput(
+                f"run {run_id}'s digest manifest does not match the digest recorded on the run",
+                rule="artifact_digest",
+            )
+        keys = (
+            s.TAG_TEAM,
+            s.TAG_TASK,
+            s.TAG_FRAMEWORK,
+            s.TAG_KIND,
+            s.TAG_GIT_COMMIT,
+            s.TAG_DATASET_DIGEST,
+        )
+        return manifest, {k: run_tags[k] for k in keys if k in run_tags}
+
+    def _check_owner(
+        self, existing: StoredModel | None, name: str, team: str, actor: Actor
+    ) -> None:
+        if existing is None:
+            return
+        owner = existing.tags.get(s.TAG_TEAM)
+        if owner and owner != team and not actor.has(Role.ADMIN):
+            raise PermissionDenied(
+                f"model {name!r} is owned by team {owner!r}; a version from team {team!r} "
+                "needs the admin role",
+                rule="model_owner",
+            )
+
+    def _check_alias_permission(self, alias: str, actor: Actor) -> None:
+        if alias in self.protected_aliases:
+            if Role.PROMOTION not in actor.roles:
+                raise PermissionDenied(
+                    f"alias {alias!r} is protected: only the promotion flow (role "
+                    f"'promotion') may move it; use `paved promote`",
+                    rule="protected_alias",
+                )
+            return
+        _require(actor, WRITE_ROLES, f"move alias {alias!r}")
+
+    def _record_or_undo(self, event: s.AliasEvent) -> None:
+        try:
+            self.alias_history.record(event)
+        except Exception as exc:
+            # Keep alias and history consistent: put the alias back as it was.
+            if event.from_version is None:
+                self.store.delete_alias(event.model, event.alias)
+            else:
+                self.store.set_alias(event.model, event.alias, event.from_version)
+            raise BackendError(
+                f"alias history could not be written; alias left as it was: {exc}"
+            ) from exc
+
+
+def _require(actor: Actor, roles: Iterable[Role], action: str) -> None:
+    roles = tuple(roles)
+    if not any(actor.has(r) for r in roles):
+        needed = " or ".join(f"'{r.value}'" for r in roles if r is not Role.PROMOTION)
+        raise PermissionDenied(
+            f"{actor.identity} may not {action}: the role {needed} is needed", rule="role"
+        )
