@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from registry.service import Registry
+from tests.conftest import make_settings
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def registry(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Registry]:
+    """One registry per backend per module; tests use distinct model names."""
+    pg = request.getfixturevalue("pg_database") if backend == "postgres" else None
+    root: Path = tmp_path_factory.mktemp(f"reg-{backend}")
+    settings = make_settings(root, backend, pg)
+    reg = Registry.from_settings(settings)
+    yield reg
