@@ -43,26 +43,33 @@ def _decoded_forms(value: str) -> list[str]:
     return forms
 
 
+def _show(value: str) -> str:
+    """A value as quoted in an error message: repr, and cut short if long."""
+    return repr(value if len(value) <= 80 else value[:77] + "...")
+
+
 def _check_common(value: object, kind: str, max_length: int) -> str:
     if not isinstance(value, str):
         raise InvalidName(f"{kind} must be a string, got {type(value).__name__}", rule="type")
     if value == "" or value.strip() == "":
         raise InvalidName(f"{kind} must not be empty", rule="not_empty")
+    for form in _decoded_forms(value[:4096]):
+        if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in form):
+            raise InvalidName(
+                f"{kind} {_show(value)} contains control characters", rule="no_control"
+            )
+        if ".." in form or "/" in form or "\\" in form:
+            encoded = " (after percent-decoding)" if form != value else ""
+            raise InvalidName(
+                f"{kind} {_show(value)} contains a path separator or '..'{encoded}",
+                rule="no_path_traversal",
+            )
     if len(value) > max_length:
         raise InvalidName(
             f"{kind} is {len(value)} characters; the limit is {max_length}", rule="max_length"
         )
-    for form in _decoded_forms(value):
-        if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in form):
-            raise InvalidName(f"{kind} {value!r} contains control characters", rule="no_control")
-        if ".." in form or "/" in form or "\\" in form:
-            encoded = " (after percent-decoding)" if form != value else ""
-            raise InvalidName(
-                f"{kind} {value!r} contains a path separator or '..'{encoded}",
-                rule="no_path_traversal",
-            )
     if "%" in value:
-        raise InvalidName(f"{kind} {value!r} must not be percent-encoded", rule="no_encoding")
+        raise InvalidName(f"{kind} {_show(value)} must not be percent-encoded", rule="no_encoding")
     return value
 
 
@@ -71,7 +78,7 @@ def validate_name(value: object, kind: str = "model name") -> str:
     name = _check_common(value, kind, MAX_NAME_LENGTH)
     if not _NAME_RE.fullmatch(name):
         raise InvalidName(
-            f"{kind} {name!r} may contain only letters, digits, '.', '_' and '-', "
+            f"{kind} {_show(name)} may contain only letters, digits, '.', '_' and '-', "
             "and must start and end with a letter or digit",
             rule="name_charset",
         )
@@ -83,12 +90,12 @@ def validate_alias(value: object) -> str:
     alias = _check_common(value, "alias", MAX_ALIAS_LENGTH)
     if not _ALIAS_RE.fullmatch(alias):
         raise InvalidName(
-            f"alias {alias!r} must start with a lower-case letter and contain only "
+            f"alias {_show(alias)} must start with a lower-case letter and contain only "
             "lower-case letters, digits, '_' and '-'",
             rule="alias_charset",
         )
     if alias in _RESERVED_ALIASES or _RESERVED_ALIAS_RE.fullmatch(alias):
-        raise InvalidName(f"alias {alias!r} is reserved by MLflow", rule="alias_reserved")
+        raise InvalidName(f"alias {_show(alias)} is reserved by MLflow", rule="alias_reserved")
     return alias
 
 
@@ -101,7 +108,9 @@ def validate_version(value: object) -> int:
     else:
         text = _check_common(value, "version", 10)
         if not text.isascii() or not text.isdigit():
-            raise InvalidName(f"version {text!r} must be a positive integer", rule="version_format")
+            raise InvalidName(
+                f"version {_show(text)} must be a positive integer", rule="version_format"
+            )
         version = int(text)
     if not 1 <= version <= MAX_VERSION:
         raise InvalidName(f"version {version} is outside 1..{MAX_VERSION}", rule="version_range")
@@ -134,7 +143,7 @@ class ModelRef(BaseModel):
         name, sep, version = text.partition("/")
         if sep and "/" in version:
             raise InvalidName(
-                f"model reference {text!r} contains a path separator",
+                f"model reference {_show(text)} contains a path separator",
                 rule="no_path_traversal",
             )
         if sep:

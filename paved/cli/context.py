@@ -13,8 +13,9 @@ if TYPE_CHECKING:
 
 
 class CliContext:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, verbose: bool = False) -> None:
         self.settings = settings or Settings()
+        self.verbose = verbose
 
     @cached_property
     def actor(self) -> Actor:
@@ -28,6 +29,12 @@ class CliContext:
 
     @cached_property
     def registry(self) -> Registry:
+        import logging
+
         from registry.service import Registry
 
+        if not self.verbose:
+            # MLflow sets its own loggers to INFO when imported; the CLI speaks for itself.
+            for name in ("mlflow", "alembic"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         return Registry.from_settings(self.settings)

@@ -29,12 +29,7 @@ def _root(
     ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More logging.")] = False,
 ) -> None:
-    ctx.obj = CliContext()
-    if not verbose:
-        import logging
-
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    ctx.obj = CliContext(verbose=verbose)
 
 
 def main() -> None:
@@ -43,7 +38,11 @@ def main() -> None:
         app()
     except PavedError as exc:
         rule = f" (rule: {exc.rule})" if exc.rule else ""
-        out.err_console.print(f"[red]error[/red] [{exc.code}] {exc.message}{rule}", highlight=False)
+        from rich.markup import escape
+
+        out.err_console.print(
+            f"[red]error[/red] {escape(f'[{exc.code}] {exc.message}{rule}')}", highlight=False
+        )
         sys.exit(2 if 400 <= exc.status < 500 else 1)
 
 
