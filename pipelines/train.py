@@ -92,12 +92,12 @@ def train_and_log(
     out_dir = work_dir / f"{kind}-{seed}-{uuid.uuid4().hex[:8]}"
     try:
         result = train(out_dir, seed=seed, **options)
-        run_id = registry.log_package(
+        logged = registry.log_package(
             to_package(result, team=team), experiment=f"paved/{kind}", actor=actor
         )
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
-    version = registry.register_run(register_as, run_id, actor=actor) if register_as else None
+    version = registry.register_run(register_as, logged, actor=actor) if register_as else None
     return TrainOutcome(
-        kind=kind, seed=seed, run_id=run_id, metrics=result.metrics, version=version
+        kind=kind, seed=seed, run_id=logged.run_id, metrics=result.metrics, version=version
     )

@@ -19,20 +19,33 @@ alias_events = sa.Table(
     "paved_alias_events",
     _metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("model", sa.String(256), nullable=False, index=True),
+    sa.Column("model", sa.String(256), nullable=False),
     sa.Column("alias", sa.String(64), nullable=False),
     sa.Column("from_version", sa.Integer, nullable=True),
     sa.Column("to_version", sa.Integer, nullable=True),
     sa.Column("actor", sa.String(128), nullable=False),
     sa.Column("reason", sa.String(1024), nullable=False, default=""),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_paved_alias_events_model_alias", "model", "alias", "id"),
 )
 
 
 class AliasHistory(Protocol):
-    def record(self, event: AliasEvent) -> None: ...
+    def record_move(self, event: AliasEvent) -> AliasEvent: ...
 
     def events(self, model: str) -> list[AliasEvent]: ...
+
+    def current(self, model: str, alias: str) -> int | None: ...
+
+
+class SqlAliasHistory:
+    """Alias history in the registry's SQL database."""
+
+    def __init__(self, db_uri: str) -> None:
+        self._engine = sa.create_engine(db_uri, pool_pre_ping=True)
+        _metadata.create_all(self._engine, checkfirst=True)
+
+    def current(self, model: str, alias: str) -> int | None: ...
 
 
 class SqlAliasHistory:
@@ -44,17 +57,25 @@ class SqlAliasHistory:
 
     def record(self, event: AliasEvent) -> None:
         with self._engine.begin() as conn:
-            conn.execute(
-                alias_events.insert().values(
-                    model=event.model,
-                    alias=event.alias,
-                    from_version=event.from_version,
-                    to_version=event.to_version,
-                    actor=event.actor,
-                    reason=event.reason,
-                    at=event.at,
-                )
-            )
+            conn.execute(alias_events.insert().values(**_row(event)))
+
+    def current(self, model: str, alias: str) -> int | None:
+        """The version the last recorded move left ``alias`` on (None: unset)."""
+        with self._engine.connect() as conn:
+            return _current(conn, model, alias)
+
+    def record_move(self, event: AliasEvent) -> AliasEvent:
+        """Append the event, atomically filling in an unknown ``from_version`` from the
+        last recorded move. Nothing is appended when the alias did not change.
+        """
+        with self._engine.begin() as conn:
+            previous = event.from_version
+            if previous is None:
+                previous = _current(conn, event.model, event.alias)
+                event = event.model_copy(update={"from_version": previous})
+            if previous != event.to_version:
+                conn.execute(alias_events.insert().values(**_row(event)))
+        return event
 
     def events(self, model: str) -> list[AliasEvent]:
         query = (
@@ -84,3 +105,20 @@ class SqlAliasHistory:
 def _as_utc(at: datetime) -> datetime:
     # SQLite drops the zone; every value written here is UTC.
     return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _row(event: AliasEvent) -> dict[str, object]:
+    return event.model_dump(
+        include={"model", "alias", "from_version", "to_version", "actor", "reason", "at"}
+    )
+
+
+def _current(conn: sa.Connection, model: str, alias: str) -> int | None:
+    query = (
+        sa.select(alias_events.c.to_version)
+        .where(alias_events.c.model == model, alias_events.c.alias == alias)
+        .order_by(alias_events.c.id.desc())
+        .limit(1)
+    )
+    row = conn.execute(query).first()
+    return None if row is None else int(row[0]) if row[0] is not None else None

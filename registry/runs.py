@@ -15,15 +15,17 @@ from paved.names import validate_name
 from paved.schemas import Actor
 from registry import schemas as s
 from registry.card import CardFacts, render_card
-from registry.digests import manifest_for
+from registry.digests import DigestManifest, manifest_for
 from registry.safety import check_model_dir
 from registry.store import ModelStore
+
+RUN_TAG_LIMIT = 8000
 
 
 def log_package(
     store: ModelStore, package: s.ModelPackage, *, experiment: str, actor: Actor
-) -> str:
-    """Create a finished run holding the package; return its run id."""
+) -> s.LoggedRun:
+    """Create a finished run holding the package."""
     validate_name(package.team, "team")
     check_model_dir(package.model_dir)
     manifest = manifest_for(package.model_dir)
@@ -50,6 +52,7 @@ def log_package(
         s.TAG_GIT_COMMIT: package.git_commit,
         s.TAG_DATASET_DIGEST: package.dataset_digest,
         s.TAG_DIGEST: manifest.digest,
+        **manifest_tag(manifest),
         "mlflow.user": actor.identity,
         "mlflow.note.content": card,
     }
@@ -74,4 +77,17 @@ def log_package(
         store.end_run(run_id, "FAILED")
         raise
     store.end_run(run_id, "FINISHED")
-    return run_id
+    run = store.get_run(run_id)
+    artifact_uri = run.artifact_uri if run else ""
+    lineage = {k: v for k, v in tags.items() if k.startswith(s.TAG_PREFIX)}
+    lineage["mlflow.note.content"] = card
+    return s.LoggedRun(run_id=run_id, artifact_uri=artifact_uri, tags=lineage, manifest=manifest)
+
+
+def manifest_tag(manifest: DigestManifest) -> dict[str, str]:
+    """The manifest as a run tag when it fits MLflow's run-tag limit (8,000 characters).
+
+    Larger manifests (sharded models) stay only in the run's artifacts.
+    """
+    text = manifest.canonical_json()
+    return {s.TAG_DIGESTS: text} if len(text) <= RUN_TAG_LIMIT else {}

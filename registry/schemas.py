@@ -132,3 +132,17 @@ class ModelPackage(BaseModel):
     reference_profile: DataProfile | None = None
     intended_use: str = "Not stated."
     limitations: str = "Not stated."
+
+
+class LoggedRun(BaseModel):
+    """A run logged by Pavedpath, as ``log_package`` returns it.
+
+    Holding it lets the caller register the run without reading it back from the store.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str
+    artifact_uri: str
+    tags: dict[str, str]
+    manifest: DigestManifest

@@ -22,11 +22,15 @@ from registry.digests import DigestManifest
 from registry.fetch import fetch_verified
 from registry.history import AliasHistory, SqlAliasHistory
 from registry.runs import log_package
-from registry.store import MlflowStore, ModelStore, StoredModel, StoredVersion
+from registry.store import MlflowStore, ModelStore, StoredVersion
 
 Clock = Callable[[], datetime]
 
 WRITE_ROLES = (Role.ML_ENGINEER, Role.PROMOTION)
+_CARD_TAG = "mlflow.note.content"
+_LINEAGE_TAGS = frozenset(
+    {s.TAG_TEAM, s.TAG_TASK, s.TAG_FRAMEWORK, s.TAG_KIND, s.TAG_GIT_COMMIT, s.TAG_DATASET_DIGEST}
+)
 
 
 def _utcnow() -> datetime:
@@ -54,6 +58,7 @@ class Registry:
         self.cache_dir = cache_dir
         self.protected_aliases = frozenset(protected_aliases)
         self._clock = clock
+        self._owners: dict[str, str] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
@@ -63,37 +68,40 @@ class Registry:
 
     # ---------------------------------------------------------------- writes
 
-    def log_package(self, package: s.ModelPackage, *, experiment: str, actor: Actor) -> str:
-        """Log a model directory with its lineage as a new MLflow run; returns the run id."""
+    def log_package(self, package: s.ModelPackage, *, experiment: str, actor: Actor) -> s.LoggedRun:
+        """Log a model directory with its lineage as a new MLflow run."""
         _require(actor, WRITE_ROLES, "log a model")
         return log_package(self.store, package, experiment=experiment, actor=actor)
 
-    def register_run(self, name: str, run_id: str, *, actor: Actor) -> s.ModelVersionInfo:
-        """Register the model a Pavedpath-logged run holds as a new version of ``name``."""
+    def register_run(
+        self, name: str, run: str | s.LoggedRun, *, actor: Actor
+    ) -> s.ModelVersionInfo:
+        """Register the model a Pavedpath-logged run holds as a new version of ``name``.
+
+        ``run`` is a run id, or the :class:`LoggedRun` that ``log_package`` returned,
+        which saves reading the run back from the store.
+        """
         name = validate_name(name)
         _require(actor, WRITE_ROLES, "register a model version")
-        run = self.store.get_run(run_id) if isinstance(run_id, str) else None
-        if run is None:
-            raise NotFound(f"run {run_id!r} does not exist")
-        manifest, meta_tags = self._run_manifest(run.run_id, run.tags, run.artifact_uri)
-        team = meta_tags[s.TAG_TEAM]
-        existing = self.store.get_model(name)
-        self._check_owner(existing, name, team, actor)
-        tags = {**meta_tags, s.TAG_DIGESTS: manifest.canonical_json()}
-        tags[s.TAG_DIGEST] = manifest.digest
+        logged = run if isinstance(run, s.LoggedRun) else self._read_run(run)
+        team = logged.tags.get(s.TAG_TEAM, "")
+        model_exists = self._check_owner(name, team, actor)
+        tags = {k: v for k, v in logged.tags.items() if k in _LINEAGE_TAGS}
+        tags[s.TAG_DIGESTS] = logged.manifest.canonical_json()
+        tags[s.TAG_DIGEST] = logged.manifest.digest
         tags[s.TAG_REGISTERED_BY] = actor.identity
-        description = run.tags.get("mlflow.note.content", "")
-        source = f"{run.artifact_uri.rstrip('/')}/{s.MODEL_ARTIFACT_PATH}"
+        source = f"{logged.artifact_uri.rstrip('/')}/{s.MODEL_ARTIFACT_PATH}"
 
-        created_model = False
-        if existing is None:
+        if not model_exists:
             self.store.create_model(name, {s.TAG_TEAM: team}, f"Owned by team {team}.")
-            created_model = True
         try:
-            version = self.store.create_version(name, source, run.run_id, tags, description)
+            version = self.store.create_version(
+                name, source, logged.run_id, tags, logged.tags.get(_CARD_TAG, "")
+            )
         except Exception as exc:
-            if created_model:
+            if not model_exists:
                 self.store.delete_model(name)
+                self._owners.pop(name, None)
             raise BackendError(f"could not create a version of {name!r}: {exc}") from exc
         return self._info(version)
 
@@ -103,24 +111,18 @@ class Registry:
         """Point ``alias`` at ``version``; record who moved it from where."""
         name, alias, ver = validate_name(name), validate_alias(alias), validate_version(version)
         self._check_alias_permission(alias, actor)
-        if self.store.get_version(name, ver) is None:
-            raise NotFound(f"model version {name}/{ver} does not exist")
-        current = self.store.get_version_by_alias(name, alias)
-        from_version = current.version if current else None
+        # The store refuses an unknown version (NotFound) before anything changes.
+        self.store.set_alias(name, alias, ver)
         event = s.AliasEvent(
             model=name,
             alias=alias,
-            from_version=from_version,
+            from_version=None,
             to_version=ver,
             actor=actor.identity,
             reason=reason[:1024],
             at=self._clock(),
         )
-        if from_version == ver:
-            return event
-        self.store.set_alias(name, alias, ver)
-        self._record_or_undo(event)
-        return event
+        return self._record_or_undo(event)
 
     def remove_alias(
         self, name: str, alias: str, *, actor: Actor, reason: str = ""
@@ -140,8 +142,7 @@ class Registry:
             at=self._clock(),
         )
         self.store.delete_alias(name, alias)
-        self._record_or_undo(event)
-        return event
+        return self._record_or_undo(event)
 
     # ----------------------------------------------------------------- reads
 
@@ -254,48 +255,55 @@ class Registry:
             ),
         )
 
-    def _run_manifest(
-        self, run_id: str, run_tags: dict[str, str], artifact_uri: str
-    ) -> tuple[DigestManifest, dict[str, str]]:
-        digest = run_tags.get(s.TAG_DIGEST)
+    def _read_run(self, run_id: str) -> s.LoggedRun:
+        run = self.store.get_run(run_id) if isinstance(run_id, str) else None
+        if run is None:
+            raise NotFound(f"run {run_id!r} does not exist")
+        digest = run.tags.get(s.TAG_DIGEST)
         if not digest:
             raise InvalidInput(
                 f"run {run_id} was not logged by Pavedpath (no digest manifest); "
                 "log the model with `paved models train` or `paved models register --path`",
                 rule="pavedpath_run",
             )
-        with tempfile.TemporaryDirectory() as tmp:
-            path = self.store.download(
-                f"{artifact_uri.rstrip('/')}/{s.META_ARTIFACT_PATH}/{s.DIGESTS_FILE}", Path(tmp)
-            )
-            manifest = DigestManifest.model_validate(json.loads(path.read_text()))
+        if s.TAG_DIGESTS in run.tags:
+            manifest = DigestManifest.model_validate_json(run.tags[s.TAG_DIGESTS])
+        else:  # too large for a run tag: read it from the run's artifacts
+            with tempfile.TemporaryDirectory() as tmp:
+                uri = f"{run.artifact_uri.rstrip('/')}/{s.META_ARTIFACT_PATH}/{s.DIGESTS_FILE}"
+                manifest = DigestManifest.model_validate(
+                    json.loads(self.store.download(uri, Path(tmp)).read_text())
+                )
         if manifest.digest != digest:
             raise InvalidInput(
                 f"run {run_id}'s digest manifest does not match the digest recorded on the run",
                 rule="artifact_digest",
             )
-        keys = (
-            s.TAG_TEAM,
-            s.TAG_TASK,
-            s.TAG_FRAMEWORK,
-            s.TAG_KIND,
-            s.TAG_GIT_COMMIT,
-            s.TAG_DATASET_DIGEST,
+        tags = {k: v for k, v in run.tags.items() if k.startswith(s.TAG_PREFIX)}
+        tags[_CARD_TAG] = run.tags.get(_CARD_TAG, "")
+        return s.LoggedRun(
+            run_id=run.run_id, artifact_uri=run.artifact_uri, tags=tags, manifest=manifest
         )
-        return manifest, {k: run_tags[k] for k in keys if k in run_tags}
 
-    def _check_owner(
-        self, existing: StoredModel | None, name: str, team: str, actor: Actor
-    ) -> None:
-        if existing is None:
-            return
-        owner = existing.tags.get(s.TAG_TEAM)
+    def _check_owner(self, name: str, team: str, actor: Actor) -> bool:
+        """Refuse a version from another team; return whether the model exists.
+
+        Ownership never changes once a model exists, so it is remembered per process.
+        """
+        owner = self._owners.get(name)
+        if owner is None:
+            existing = self.store.get_model(name)
+            if existing is None:
+                return False
+            owner = existing.tags.get(s.TAG_TEAM, "")
+            self._owners[name] = owner
         if owner and owner != team and not actor.has(Role.ADMIN):
             raise PermissionDenied(
                 f"model {name!r} is owned by team {owner!r}; a version from team {team!r} "
                 "needs the admin role",
                 rule="model_owner",
             )
+        return True
 
     def _check_alias_permission(self, alias: str, actor: Actor) -> None:
         if alias in self.protected_aliases:
@@ -308,15 +316,16 @@ class Registry:
             return
         _require(actor, WRITE_ROLES, f"move alias {alias!r}")
 
-    def _record_or_undo(self, event: s.AliasEvent) -> None:
+    def _record_or_undo(self, event: s.AliasEvent) -> s.AliasEvent:
+        """Append the move to the history; if that fails, put the alias back as it was."""
         try:
-            self.alias_history.record(event)
+            return self.alias_history.record_move(event)
         except Exception as exc:
-            # Keep alias and history consistent: put the alias back as it was.
-            if event.from_version is None:
+            previous = self.alias_history.current(event.model, event.alias)
+            if previous is None:
                 self.store.delete_alias(event.model, event.alias)
             else:
-                self.store.set_alias(event.model, event.alias, event.from_version)
+                self.store.set_alias(event.model, event.alias, previous)
             raise BackendError(
                 f"alias history could not be written; alias left as it was: {exc}"
             ) from exc

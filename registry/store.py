@@ -18,7 +18,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException, RestException
 
-from paved.errors import BackendError
+from paved.errors import BackendError, NotFound
 
 # MLflow draws a progress bar on every download; the CLI prints its own output.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -209,7 +209,12 @@ class MlflowStore:
             raise
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
-        self.client.set_registered_model_alias(name, alias, str(version))
+        try:
+            self.client.set_registered_model_alias(name, alias, str(version))
+        except MlflowException as exc:
+            if _not_found(exc):
+                raise NotFound(f"model version {name}/{version} does not exist") from exc
+            raise
 
     def delete_alias(self, name: str, alias: str) -> None:
         self.client.delete_registered_model_alias(name, alias)

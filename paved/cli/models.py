@@ -95,9 +95,11 @@ def register(
             dataset_digest="unknown",
             dataset_description="not recorded (registered from a local directory)",
         )
-        run = c.registry.log_package(package, experiment=f"paved/{name}", actor=c.actor)
-    assert run is not None
-    info = c.registry.register_run(name, run, actor=c.actor)
+        logged = c.registry.log_package(package, experiment=f"paved/{name}", actor=c.actor)
+        info = c.registry.register_run(name, logged, actor=c.actor)
+    else:
+        assert run is not None
+        info = c.registry.register_run(name, run, actor=c.actor)
     if fmt is out.Format.json:
         out.emit_json(info)
     else:

@@ -69,6 +69,15 @@ def test_register_records_lineage_digests_and_run_data(registry, engineer, tmp_p
     assert any(m.name == name and m.latest_version == 2 for m in registry.list_models())
 
 
+def test_register_by_run_id_reads_the_run_back(registry, engineer, tmp_path) -> None:
+    d = write_model_dir(tmp_path / "by-id")
+    logged = registry.log_package(_pkg(d), experiment="paved/test", actor=engineer)
+    info = registry.register_run(_name(), logged.run_id, actor=engineer)
+    assert info.manifest == manifest_for(d)
+    assert info.lineage.run_id == logged.run_id
+    assert "Owner team" in info.description
+
+
 def test_aliases_history_and_protection(registry, engineer, promoter, tmp_path) -> None:
     name = _name()
     _register(registry, engineer, tmp_path, name, 0)
@@ -160,7 +169,7 @@ def _count_state(registry: Registry, home: Path) -> tuple[int, int, int]:
 )
 def test_bad_names_write_nothing(registry, engineer, tmp_path, bad_name) -> None:
     d = write_model_dir(tmp_path / "ok")
-    run = registry.log_package(_pkg(d), experiment="paved/test", actor=engineer)
+    run = registry.log_package(_pkg(d), experiment="paved/test", actor=engineer).run_id
     home = Path(registry.cache_dir).parent
     before = _count_state(registry, home)
     with pytest.raises(InvalidName):
