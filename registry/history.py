@@ -45,20 +45,6 @@ class SqlAliasHistory:
         self._engine = sa.create_engine(db_uri, pool_pre_ping=True)
         _metadata.create_all(self._engine, checkfirst=True)
 
-    def current(self, model: str, alias: str) -> int | None: ...
-
-
-class SqlAliasHistory:
-    """Alias history in the registry's SQL database."""
-
-    def __init__(self, db_uri: str) -> None:
-        self._engine = sa.create_engine(db_uri, pool_pre_ping=True)
-        _metadata.create_all(self._engine, checkfirst=True)
-
-    def record(self, event: AliasEvent) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(alias_events.insert().values(**_row(event)))
-
     def current(self, model: str, alias: str) -> int | None:
         """The version the last recorded move left ``alias`` on (None: unset)."""
         with self._engine.connect() as conn:
