@@ -1,1 +1,1 @@
-"""Ray Serve application: gateway and model backends (vLLM, torch), OpenAI and KServe v2 protocols."""
+"""Ray Serve application: gateway and model backends (vLLM, torch), OpenAI and KServe v2."""
