@@ -111,6 +111,9 @@ class Limits(_Strict):
         default=None, ge=1, description="Defaults to the model's context minus max_tokens."
     )
     max_batch_rows: int = Field(default=1024, ge=1, le=1_000_000, description="v2 infer rows.")
+    max_inflight: int = Field(
+        default=256, ge=1, le=100_000, description="Requests in flight; past it: 429 at once."
+    )
 
 
 class Access(_Strict):

@@ -1,0 +1,1 @@
+"""Model backends: one class per engine behind one interface, each with its replica HTTP API."""

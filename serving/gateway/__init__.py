@@ -1,0 +1,1 @@
+"""The gateway: authentication, routing, champion/challenger split, limits, metrics."""

@@ -1,0 +1,373 @@
+"""The gateway: a raw ASGI application in front of every model replica.
+
+Per request: authenticate the key (in-memory), route by endpoint, check the caller's
+team and the endpoint's limits, admit or refuse at once (bounded in-flight), pick
+champion or challenger, forward over a pooled keep-alive connection to a replica, and
+record metrics. No web framework on this path: the measured cost of each layer is in
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from paved.errors import InvalidInput, LimitExceeded, NotFound, PavedError, PermissionDenied
+from paved.schemas import Role
+from serving.backends.base import Receive, Scope, Send
+from serving.gateway import asgi, forward
+from serving.gateway.admission import Admission
+from serving.gateway.auth import KeyCache
+from serving.gateway.directory import Directory
+from serving.gateway.routing import Route, RouteTable, choose
+from serving.gateway.upstream import UpstreamPool
+from serving.keys import ApiKey
+from serving.metrics import CONTENT_TYPE, GatewayMetrics
+from serving.protocol.limits import check_openai_limits
+
+log = logging.getLogger(__name__)
+
+INFER_ROLES = frozenset({Role.APP, Role.ML_ENGINEER, Role.ADMIN})
+READ_ROLES = frozenset({Role.VIEWER, Role.ML_ENGINEER, Role.APPROVER, Role.ADMIN})
+_OPENAI_PATHS = {b"/v1/chat/completions", b"/v1/completions"}
+
+
+@dataclass(frozen=True)
+class GatewayLimits:
+    max_body_bytes: int = 1 << 20
+    max_header_bytes: int = 16 << 10
+    max_inflight: int = 1024  # whole gateway; past it: 503 at once
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        routes: RouteTable,
+        directory: Directory,
+        keys: KeyCache,
+        metrics: GatewayMetrics | None = None,
+        pool: UpstreamPool | None = None,
+        limits: GatewayLimits | None = None,
+    ) -> None:
+        self.routes = routes
+        self.directory = directory
+        self.keys = keys
+        self.metrics = metrics or GatewayMetrics()
+        self.pool = pool or UpstreamPool()
+        self.limits = limits or GatewayLimits()
+        self.admission = Admission(self.limits.max_inflight)
+        self.draining = False
+        self._rng = random.Random()
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self.update_routes(routes)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def update_routes(self, routes: RouteTable) -> None:
+        """Swap the route table atomically (the reconciler calls this)."""
+        for name, route in routes.routes.items():
+            for v in route.versions:
+                self.directory.watch(name, v)
+        self.routes = routes
+        self.metrics.bound(
+            endpoints=routes.routes,
+            teams=self.keys.teams | {r.endpoint.metadata.team for r in routes.routes.values()},
+            versions={v for r in routes.routes.values() for v in r.versions},
+        )
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Refuse new requests (503) and wait for those in flight."""
+        self.draining = True
+        await self.admission.wait_idle(timeout_s)
+
+    # ------------------------------------------------------------ dispatch
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            return
+        path: str = scope["path"]
+        protocol: asgi.Protocol = (
+            "openai" if path.startswith("/v1/") else "v2" if path.startswith("/v2/") else "plain"
+        )
+        headers: list[tuple[bytes, bytes]] = []
+        try:
+            if path in ("/v2/health/live", "/healthz"):
+                await asgi.send_json(send, 200, {"live": True})
+                return
+            if path == "/v2/health/ready":
+                ready = not self.draining and self._all_ready()
+                await asgi.send_json(send, 200 if ready else 503, {"ready": ready})
+                return
+            if asgi.header_bytes(scope) > self.limits.max_header_bytes:
+                raise LimitExceeded(
+                    f"request headers exceed {self.limits.max_header_bytes} bytes",
+                    rule="max_header_bytes",
+                )
+            key = await self.keys.authenticate(asgi.header(scope, b"authorization"))
+            method = scope["method"]
+            raw_path = path.encode()
+            if method == "POST" and raw_path in _OPENAI_PATHS:
+                await self._openai(scope, receive, send, key, raw_path, headers)
+            elif path == "/v1/models" and method == "GET":
+                await self._list_models(send, key)
+            elif path.startswith("/v2/models/"):
+                await self._v2(scope, receive, send, key, path, headers)
+            elif path == "/metrics" and method == "GET":
+                _require(key, READ_ROLES, "read metrics")
+                await asgi.send_bytes(
+                    send, 200, self.metrics.exposition(), content_type=CONTENT_TYPE.encode()
+                )
+            else:
+                raise NotFound(f"no route {method} {path}")
+        except ConnectionAbortedError:
+            return
+        except PavedError as exc:
+            await asgi.send_error(send, exc, protocol, headers)
+
+    # ------------------------------------------------------------ OpenAI
+
+    async def _openai(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        key: ApiKey,
+        path: bytes,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        _require(key, INFER_ROLES, "call inference endpoints")
+        body = await asgi.read_body(receive, self.limits.max_body_bytes)
+        doc = asgi.parse_json(body)
+        route = self._route(doc.get("model"), key, "openai")
+        check_openai_limits(doc, route.endpoint.spec.limits, chat=path == b"/v1/chat/completions")
+        stream = doc.get("stream") is True
+        user = doc.get("user") if isinstance(doc.get("user"), str) else None
+        await self._forward(
+            scope,
+            receive,
+            send,
+            key,
+            route,
+            "POST",
+            path.decode(),
+            body,
+            headers,
+            stream=stream,
+            user=user,
+            meter=True,
+        )
+
+    async def _list_models(self, send: Send, key: ApiKey) -> None:
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": r.endpoint.metadata.team}
+            for name, r in sorted(self.routes.routes.items())
+            if r.protocol == "openai" and (r.endpoint.allows(key.team) or Role.ADMIN in key.roles)
+        ]
+        await asgi.send_json(send, 200, {"object": "list", "data": data})
+
+    # ------------------------------------------------------------ KServe v2
+
+    async def _v2(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        key: ApiKey,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        _require(key, INFER_ROLES, "call inference endpoints")
+        parts = path.split("/")  # ['', 'v2', 'models', name, ...]
+        name = parts[3] if len(parts) > 3 else ""
+        route = self._route(name, key, "v2")
+        tail = parts[4:]
+        if tail and tail[0] == "versions":
+            tail = tail[2:]  # a pinned version in the path is the route's choice here
+        method = scope["method"]
+        if tail == ["ready"] and method == "GET":
+            ready = self.directory.ready(name, route.champion)
+            await asgi.send_json(send, 200 if ready else 503, {"name": name, "ready": ready})
+            return
+        if tail == ["infer"] and method == "POST":
+            body = await asgi.read_body(receive, self.limits.max_body_bytes)
+            await self._forward(
+                scope,
+                receive,
+                send,
+                key,
+                route,
+                "POST",
+                f"/v2/models/{name}/infer",
+                body,
+                headers,
+                stream=False,
+                user=None,
+                meter=False,
+            )
+            return
+        if not tail and method == "GET":
+            await self._forward(
+                scope,
+                receive,
+                send,
+                key,
+                route,
+                "GET",
+                f"/v2/models/{name}",
+                b"",
+                headers,
+                stream=False,
+                user=None,
+                meter=False,
+            )
+            return
+        raise NotFound(f"no route {method} {path}")
+
+    # ------------------------------------------------------------ shared
+
+    def _route(self, name: Any, key: ApiKey, protocol: str) -> Route:
+        if not isinstance(name, str) or not name:
+            raise InvalidInput("the request must name a model (the endpoint)", rule="model")
+        route = self.routes.get(name)
+        if route is None:
+            raise NotFound(f"the model {name[:64]!r} does not exist", rule="model_not_found")
+        if not (route.endpoint.allows(key.team) or Role.ADMIN in key.roles):
+            raise PermissionDenied(
+                f"team {key.team!r} may not call endpoint {name!r}", rule="endpoint_access"
+            )
+        if route.protocol != protocol:
+            raise InvalidInput(
+                f"endpoint {name!r} speaks the {route.protocol} protocol, not {protocol}",
+                rule="protocol",
+            )
+        return route
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        key: ApiKey,
+        route: Route,
+        method: str,
+        path: str,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        stream: bool,
+        user: str | None,
+        meter: bool,
+    ) -> None:
+        started = time.perf_counter()
+        name = route.endpoint.name
+        version, cohort = choose(route, user, self._rng)
+        headers += [
+            (b"x-paved-model-version", str(version).encode()),
+            (b"x-paved-cohort", cohort.encode()),
+        ]
+        labels = self.metrics.labels(name, route.endpoint.spec.model, version, cohort, key.team)
+        status = 500
+        with self.admission.admit(name, route.endpoint.spec.limits.max_inflight, self.draining):
+            self.metrics.queue_depth.labels(labels[0]).set(self.admission.inflight(name))
+            target = self.directory.pick(name, version)
+            fwd = [
+                (b"content-type", b"application/json"),
+                (b"x-paved-endpoint", name.encode()),
+                (b"x-paved-model-version", str(version).encode()),
+                (b"x-paved-cohort", cohort.encode()),
+                (b"x-paved-team", key.team.encode()),
+            ]
+            try:
+                if stream:
+                    out = await forward.stream(
+                        self.pool, target, path, body, send, receive, fwd, headers, started
+                    )
+                else:
+                    out = await forward.unary(
+                        self.pool, target, method, path, body, send, fwd, headers, meter=meter
+                    )
+                status = out.status
+            finally:
+                self._observe(labels, status, started)
+            self._observe_tokens(labels, out)
+            if route.shadow and route.challenger is not None and method == "POST":
+                self._shadow(route, path, body, key, stream)
+
+    def _observe(self, labels: tuple[str, ...], status: int, started: float) -> None:
+        m = self.metrics
+        m.requests.labels(*labels, f"{status // 100}xx").inc()
+        if status >= 400:
+            m.errors.labels(*labels, str(status)).inc()
+        m.latency.labels(*labels).observe(time.perf_counter() - started)
+
+    def _observe_tokens(self, labels: tuple[str, ...], out: forward.Outcome) -> None:
+        m = self.metrics
+        if out.ttft_s is not None:
+            m.ttft.labels(*labels).observe(out.ttft_s)
+        if out.itl_s is not None:
+            m.itl.labels(*labels).observe(out.itl_s)
+        if out.usage.prompt_tokens:
+            m.prompt_tokens.labels(*labels).inc(out.usage.prompt_tokens)
+        if out.usage.completion_tokens:
+            m.completion_tokens.labels(*labels).inc(out.usage.completion_tokens)
+
+    def _shadow(self, route: Route, path: str, body: bytes, key: ApiKey, stream: bool) -> None:
+        """Mirror to the challenger; its answer is measured and dropped."""
+        if len(self._shadow_tasks) >= 64 or route.challenger is None:
+            return  # shadowing is best effort: never queue behind live traffic
+        name, version = route.endpoint.name, route.challenger
+        labels = self.metrics.labels(name, route.endpoint.spec.model, version, "shadow", key.team)
+
+        async def run() -> None:
+            started = time.perf_counter()
+            status = 599
+            fwd = [(b"content-type", b"application/json"), (b"x-paved-cohort", b"shadow")]
+            with contextlib.suppress(PavedError, OSError):
+                target = self.directory.pick(name, version)
+                if stream:
+                    resp, chunks = await self.pool.stream(target, path, body, fwd)
+                    async for _ in chunks:
+                        pass
+                else:
+                    resp = await self.pool.request(target, "POST", path, body, fwd)
+                status = resp.status
+            self._observe(labels, status, started)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    def _all_ready(self) -> bool:
+        return all(self.directory.ready(n, r.champion) for n, r in self.routes.routes.items())
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.keys.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.keys.stop()
+                self.pool.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _require(key: ApiKey, roles: frozenset[Role], action: str) -> None:
+    if not key.roles & roles:
+        needed = ", ".join(sorted(r.value for r in roles))
+        raise PermissionDenied(
+            f"key {key.key_id} (roles: {', '.join(sorted(r.value for r in key.roles))}) may not "
+            f"{action}; one of these roles is needed: {needed}",
+            rule="role",
+        )

@@ -1,0 +1,108 @@
+"""Where the replicas of each endpoint version listen.
+
+Model replicas run their own HTTP server and publish its address through Ray Serve's
+``record_replica_metadata`` hook. :class:`ServeDirectory` follows the Serve controller's
+long-poll of running replicas per deployment, exactly as Serve's own request routers do,
+so a replica appears only once Serve considers it ready and disappears as soon as Serve
+stops it. That relies on ``ray.serve._private`` (pinned to the Ray release in
+pyproject.toml); it is isolated here behind :class:`Directory`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any, Protocol
+
+from paved.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+def deployment_app_name(endpoint: str, version: int) -> str:
+    """The Ray Serve application serving one endpoint version."""
+    return f"{endpoint}--v{version}"
+
+
+MODEL_DEPLOYMENT = "model"
+
+
+class Directory(Protocol):
+    def pick(self, endpoint: str, version: int) -> str: ...
+
+    def ready(self, endpoint: str, version: int) -> bool: ...
+
+    def watch(self, endpoint: str, version: int) -> None: ...
+
+
+class StaticDirectory:
+    """Fixed addresses: for tests and benchmarks against plain servers."""
+
+    def __init__(self, targets: dict[tuple[str, int], list[str]]) -> None:
+        self._targets = targets
+        self._cycles = {k: itertools.cycle(v) for k, v in targets.items() if v}
+
+    def pick(self, endpoint: str, version: int) -> str:
+        cycle = self._cycles.get((endpoint, version))
+        if cycle is None:
+            raise Unavailable(f"no ready replica for {endpoint} v{version}", retry_after_s=1)
+        return next(cycle)
+
+    def ready(self, endpoint: str, version: int) -> bool:
+        return bool(self._targets.get((endpoint, version)))
+
+    def watch(self, endpoint: str, version: int) -> None:
+        return None
+
+
+class ServeDirectory:
+    """Replica addresses learned from the Ray Serve controller (long-poll)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop or asyncio.get_event_loop()
+        self._addresses: dict[tuple[str, int], list[str]] = {}
+        self._rr: dict[tuple[str, int], int] = {}
+        self._clients: dict[tuple[str, int], Any] = {}
+
+    def watch(self, endpoint: str, version: int) -> None:
+        key = (endpoint, version)
+        if key in self._clients:
+            return
+        import ray
+        from ray.serve._private.common import DeploymentID
+        from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+        from ray.serve._private.long_poll import LongPollClient, LongPollNamespace
+
+        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        dep = DeploymentID(name=MODEL_DEPLOYMENT, app_name=deployment_app_name(*key))
+
+        def update(info: Any) -> None:
+            addrs = [
+                r.replica_metadata["http"]
+                for r in info.running_replicas
+                if "http" in (r.replica_metadata or {})
+            ]
+            self._addresses[key] = addrs
+            log.info("replicas of %s v%s: %s", endpoint, version, addrs)
+
+        self._clients[key] = LongPollClient(
+            controller,
+            {(LongPollNamespace.DEPLOYMENT_TARGETS, dep): update},  # type: ignore[dict-item]
+            call_in_event_loop=self._loop,
+            client_id=f"paved-gateway:{endpoint}:{version}",
+        )
+
+    def pick(self, endpoint: str, version: int) -> str:
+        key = (endpoint, version)
+        addrs = self._addresses.get(key)
+        if not addrs:
+            raise Unavailable(
+                f"no ready replica for endpoint {endpoint!r} version {version}", retry_after_s=2
+            )
+        i = self._rr.get(key, 0) + 1
+        self._rr[key] = i
+        return addrs[i % len(addrs)]
+
+    def ready(self, endpoint: str, version: int) -> bool:
+        return bool(self._addresses.get((endpoint, version)))
