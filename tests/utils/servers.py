@@ -1,0 +1,109 @@
+"""Real servers for tests: uvicorn in a background thread, and a trivial replica.
+
+The trivial replica answers like a Pavedpath model replica (OpenAI JSON and SSE with
+the ``: paved-usage`` comment, v2 JSON) without a model, so gateway behaviour (auth,
+routing, limits, admission, metering) is tested fast; the real replicas have their own
+tests and the e2e test runs the whole stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # not in the main thread
+        return None
+
+
+class UvicornThread:
+    """Serve an ASGI app on 127.0.0.1 in a daemon thread."""
+
+    def __init__(self, app: Any, port: int | None = None, **config: Any) -> None:
+        self.port = port or free_port()
+        cfg = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
+            http="httptools", loop="uvloop", **config,
+        )
+        self.server = _Server(cfg)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> UvicornThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+COMPLETION = {
+    "id": "cmpl-1", "object": "text_completion", "created": 0, "model": "m",
+    "choices": [{"index": 0, "text": "hi", "finish_reason": "stop", "logprobs": None}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+}
+
+
+async def trivial_replica(scope: Any, receive: Any, send: Any) -> None:
+    """Answers like a model replica; echoes the x-paved-* headers it received."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        m = await receive()
+        body += m.get("body", b"")
+        if not m.get("more_body"):
+            break
+    hdrs = {k.decode(): v.decode() for k, v in scope["headers"]}
+    doc = json.loads(body) if body else {}
+    if "sleep" in doc:
+        await asyncio.sleep(float(doc["sleep"]))
+    seen = json.dumps({k: v for k, v in hdrs.items() if k.startswith("x-paved")}).encode()
+    if scope["path"].startswith("/v2/"):
+        out = json.dumps({"model_name": "t", "outputs": [], "seen": json.loads(seen)}).encode()
+        await _send(send, 200, out, b"application/json")
+    elif doc.get("stream"):
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        for i in range(3):
+            chunk = {"choices": [{"index": 0, "text": f"t{i}"}], "seen": json.loads(seen)}
+            await send({"type": "http.response.body", "more_body": True,
+                        "body": b"data: " + json.dumps(chunk).encode() + b"\n\n"})
+        usage = b': paved-usage {"prompt_tokens": 4, "completion_tokens": 3}\n\n'
+        await send({"type": "http.response.body", "body": usage, "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+    else:
+        out = dict(COMPLETION, seen=json.loads(seen))
+        await _send(send, 200, json.dumps(out).encode(), b"application/json")
+
+
+async def _send(send: Any, status: int, body: bytes, ctype: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
