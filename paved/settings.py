@@ -59,6 +59,13 @@ class Settings(BaseSettings):
         default=None,
         description="API key the CLI acts with; its roles decide what the CLI may do.",
     )
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster to join; unset: start a local Ray."
+    )
+    replica_host: str = Field(
+        default="127.0.0.1",
+        description="Address model replicas bind; 'auto' uses each node's IP (clusters).",
+    )
     max_name_length: int = Field(default=64, ge=1, le=255)
 
     @field_validator("home", mode="after")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from paved.cli import demo, models
+from paved.cli import demo, keys, models, serve
 from paved.cli import output as out
 from paved.cli.context import CliContext
 from paved.errors import PavedError
@@ -20,6 +20,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(models.app, name="models")
+app.add_typer(keys.app, name="keys")
+app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("ui")(demo.ui)
 

@@ -57,7 +57,8 @@ class BackendConfig(BaseModel):
 class Backend(Protocol):
     """A loaded model serving one protocol."""
 
-    kind: Literal["llm", "tabular"]
+    @property
+    def kind(self) -> Literal["llm", "tabular"]: ...
 
     async def start(self) -> None:
         """Load the model / start the engine. Called once, before ``app()`` serves."""

@@ -105,7 +105,7 @@ class Gateway:
                 await asgi.send_json(send, 200, {"live": True})
                 return
             if path == "/v2/health/ready":
-                ready = not self.draining and self._all_ready()
+                ready = not self.draining and self.all_ready()
                 await asgi.send_json(send, 200 if ready else 503, {"ready": ready})
                 return
             if asgi.header_bytes(scope) > self.limits.max_header_bytes:
@@ -347,7 +347,7 @@ class Gateway:
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)
 
-    def _all_ready(self) -> bool:
+    def all_ready(self) -> bool:
         return all(self.directory.ready(n, r.champion) for n, r in self.routes.routes.items())
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

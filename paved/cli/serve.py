@@ -1,0 +1,65 @@
+"""`paved serve`: deploy the endpoints in a manifest folder and serve until stopped."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from paved.cli import output as out
+from paved.cli.context import CliContext
+
+
+def serve(
+    ctx: typer.Context,
+    manifests: Annotated[
+        Path | None, typer.Option(help="Folder of Endpoint manifests (*.yaml).")
+    ] = None,
+    env: Annotated[
+        str | None, typer.Option(help="GitOps environment (with the reconciler).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Gateway bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 8000,
+) -> None:
+    """Start Ray Serve with the gateway and a replica set per endpoint version."""
+    from paved.errors import InvalidInput
+    from paved.manifest import load_endpoints
+    from serving import deploy
+
+    c: CliContext = ctx.obj
+    if env is not None:
+        raise InvalidInput(
+            "--env needs the GitOps reconciler, which is not built yet; use --manifests DIR",
+            rule="not_available",
+        )
+    if manifests is None:
+        raise InvalidInput("give --manifests DIR", rule="manifests")
+    endpoints = load_endpoints(manifests)
+    plan = deploy.plan(endpoints, c.registry, c.settings)
+    out.console.print(f"starting Ray Serve with {len(plan.replicas)} model replica set(s) …")
+    deploy.start_ray(c.settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        deploy.wait_running(deploy.deploy_replicas(plan))
+        deploy.deploy_gateway(plan, c.settings, host=host, port=port)
+        base = f"http://{host}:{port}"
+        out.console.print(f"[bold]gateway[/bold] {base}")
+        for ep in endpoints:
+            proto = plan.protocols[ep.name]
+            url = (
+                f"{base}/v1 (model={ep.name})"
+                if proto == "openai"
+                else (f"{base}/v2/models/{ep.name}/infer")
+            )
+            out.console.print(f"  {ep.name}: {ep.spec.model} v{ep.spec.champion.version} → {url}")
+        out.console.print("serving; Ctrl-C or SIGTERM drains in-flight requests and stops")
+        stop.wait()
+    finally:
+        out.console.print("draining …")
+        deploy.drain_and_shutdown()
+        out.console.print("stopped")

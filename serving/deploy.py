@@ -1,0 +1,183 @@
+"""Put endpoints on Ray Serve: resolve versions through the registry, start one Serve
+application per endpoint version, wait until its replicas are ready, then the gateway.
+
+One application per endpoint version lets a new version come up beside the old one and
+the old one go only after traffic has left it (the reconciler's job); unchanged
+applications are never redeployed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from paved.errors import InvalidInput, NotFound, Unavailable
+from paved.manifest import Endpoint
+from paved.settings import Settings
+from registry.service import Registry
+from serving.gateway.directory import deployment_app_name
+from serving.gateway.routing import Protocol
+from serving.replica import ReplicaSpec
+
+log = logging.getLogger(__name__)
+
+GATEWAY_APP = "paved-gateway"
+_PROTOCOLS: dict[str, Protocol] = {"text-generation": "openai", "tabular-classification": "v2"}
+
+# vLLM's CPU engine inside a replica: leave thread placement to the OS (other
+# processes share the cores), never contact a hub, never phone home.
+LLM_ENV = {
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+    "VLLM_NO_USAGE_STATS": "1",
+    "VLLM_DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    endpoints: list[Endpoint]
+    protocols: dict[str, Protocol]
+    replicas: list[tuple[Endpoint, ReplicaSpec]]
+
+
+def plan(endpoints: list[Endpoint], registry: Registry, settings: Settings) -> Plan:
+    """Resolve every version an endpoint names; refuse the whole plan if one is unknown."""
+    protocols: dict[str, Protocol] = {}
+    replicas: list[tuple[Endpoint, ReplicaSpec]] = []
+    for ep in endpoints:
+        versions = [ep.spec.champion.version]
+        if ep.spec.challenger:
+            versions.append(ep.spec.challenger.version)
+        tasks = set()
+        for v in versions:
+            try:
+                info = registry.get(f"{ep.spec.model}/{v}")
+            except NotFound as exc:
+                raise InvalidInput(
+                    f"endpoint {ep.name!r}: {exc.message}", rule="unknown_version"
+                ) from exc
+            tasks.add(info.lineage.task)
+            replicas.append(
+                (
+                    ep,
+                    ReplicaSpec(
+                        endpoint=ep.name,
+                        model_name=ep.spec.model,
+                        version=v,
+                        task=info.lineage.task,
+                        home=settings.home,
+                        registry_uri=settings.registry_uri,
+                        artifact_root=settings.artifact_root,
+                        bind_host=settings.replica_host,
+                        max_model_len=ep.spec.max_model_len,
+                        max_batch_rows=ep.spec.limits.max_batch_rows,
+                        max_concurrency=ep.spec.limits.max_inflight,
+                    ),
+                )
+            )
+        task = tasks.pop()
+        if tasks or task not in _PROTOCOLS:
+            raise InvalidInput(
+                f"endpoint {ep.name!r}: versions serve different or unknown tasks",
+                rule="task",
+            )
+        protocols[ep.name] = _PROTOCOLS[task]
+    return Plan(endpoints, protocols, replicas)
+
+
+def start_ray(settings: Settings) -> None:
+    import ray
+    from ray import serve
+
+    if not ray.is_initialized():
+        if settings.ray_address:
+            ray.init(address=settings.ray_address, namespace="pavedpath", log_to_driver=False)
+        else:
+            ray.init(
+                namespace="pavedpath",
+                include_dashboard=False,
+                log_to_driver=False,
+                _node_ip_address="127.0.0.1",
+            )
+    serve.start(proxy_location="Disabled")
+
+
+def deploy_replicas(p: Plan) -> list[str]:
+    """Start (or keep) one application per endpoint version; returns their names."""
+    from ray import serve
+
+    from serving.replica import ModelReplica
+
+    names = []
+    for ep, spec in p.replicas:
+        name = deployment_app_name(spec.endpoint, spec.version)
+        env = LLM_ENV if spec.task == "text-generation" else {}
+        app = ModelReplica.options(  # type: ignore[attr-defined]
+            num_replicas=max(1, ep.spec.replicas.min),
+            max_ongoing_requests=spec.max_concurrency,
+            ray_actor_options={
+                "num_cpus": 0,
+                "num_gpus": ep.spec.resources.gpu,
+                "runtime_env": {"env_vars": env},
+            },
+        ).bind(spec)
+        serve._run(app, name=name, route_prefix=None, _blocking=False)
+        names.append(name)
+    return names
+
+
+def wait_running(names: list[str], timeout_s: float = 600.0) -> None:
+    """Block until every named application runs; fail with Serve's own message."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    pending = set(names)
+    while pending:
+        apps = serve.status().applications
+        for name in list(pending):
+            st = apps.get(name)
+            if st is None:
+                continue
+            if st.status == "RUNNING":
+                pending.discard(name)
+            elif st.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+                raise Unavailable(f"application {name} failed to start: {st.message}")
+        if pending and time.monotonic() > deadline:
+            raise Unavailable(f"applications not running after {timeout_s:.0f}s: {sorted(pending)}")
+        if pending:
+            time.sleep(0.5)
+
+
+def deploy_gateway(p: Plan, settings: Settings, *, host: str, port: int) -> None:
+    """Start the gateway application and wait until it serves."""
+    from ray import serve
+
+    from serving.gateway.deployment import GatewayIngress, GatewaySpec
+
+    spec = GatewaySpec(
+        host=host,
+        port=port,
+        keys_uri=settings.tracking_uri,
+        endpoints=p.endpoints,
+        protocols=p.protocols,
+    )
+    app = GatewayIngress.bind(spec)  # type: ignore[attr-defined]
+    serve._run(app, name=GATEWAY_APP, route_prefix=None, _blocking=True)
+
+
+def drain_and_shutdown(timeout_s: float = 30.0) -> None:
+    """Stop taking requests, let those in flight finish, then stop Serve and Ray."""
+    import ray
+    from ray import serve
+
+    try:
+        handle = serve.get_app_handle(GATEWAY_APP)
+        handle.drain.remote(timeout_s).result(timeout_s=timeout_s + 5)
+    except Exception:  # nothing to drain if the gateway never started
+        log.info("no gateway to drain")
+    serve.shutdown()
+    ray.shutdown()

@@ -1,0 +1,79 @@
+"""The gateway as a Ray Serve deployment serving on its own port (not Serve's proxy).
+
+Several gateway replicas on one node share the public port through SO_REUSEPORT; the
+kernel spreads connections across them. Routes arrive at construction and are swapped
+at run time by ``update_routes`` (the reconciler's entry point).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pydantic import BaseModel, ConfigDict
+from ray import serve
+
+from paved.manifest import Endpoint
+from serving.gateway.routing import Protocol
+
+log = logging.getLogger("ray.serve")
+
+
+class GatewaySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    keys_uri: str
+    endpoints: list[Endpoint]
+    protocols: dict[str, Protocol]
+    max_body_bytes: int = 1 << 20
+    max_header_bytes: int = 16 << 10
+    max_inflight: int = 1024
+
+
+@serve.deployment(name="gateway", ray_actor_options={"num_cpus": 0})
+class GatewayIngress:
+    async def __init__(self, spec: GatewaySpec) -> None:  # type: ignore[misc]
+        from serving.gateway.app import Gateway, GatewayLimits
+        from serving.gateway.auth import KeyCache
+        from serving.gateway.directory import ServeDirectory
+        from serving.gateway.routing import RouteTable
+        from serving.http_server import EmbeddedServer
+        from serving.keys import KeyStore
+
+        store = KeyStore(spec.keys_uri)
+        self.gateway = Gateway(
+            routes=RouteTable.from_endpoints(spec.endpoints, spec.protocols),
+            directory=ServeDirectory(asyncio.get_running_loop()),
+            keys=KeyCache(store.snapshot),
+            limits=GatewayLimits(
+                max_body_bytes=spec.max_body_bytes,
+                max_header_bytes=spec.max_header_bytes,
+                max_inflight=spec.max_inflight,
+            ),
+        )
+        self.server = EmbeddedServer(
+            self.gateway, spec.host, spec.port, reuse_port=True, lifespan="on"
+        )
+        self.server.start()
+        await self.server.wait_started()
+        log.info("gateway serving on %s", self.server.address)
+
+    def update_routes(self, endpoints: list[Endpoint], protocols: dict[str, Protocol]) -> None:
+        from serving.gateway.routing import RouteTable
+
+        self.gateway.update_routes(RouteTable.from_endpoints(endpoints, protocols))
+
+    def ready(self) -> bool:
+        return self.gateway.all_ready()
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        await self.gateway.drain(timeout_s)
+
+    async def __call__(self) -> str:
+        return self.server.address
+
+    async def __del__(self) -> None:
+        await self.gateway.drain(30.0)
+        await self.server.stop()
