@@ -9,6 +9,7 @@ applications are never redeployed.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from dataclasses import dataclass
 
@@ -97,12 +98,18 @@ def start_ray(settings: Settings) -> None:
         if settings.ray_address:
             ray.init(address=settings.ray_address, namespace="pavedpath", log_to_driver=False)
         else:
-            ray.init(
-                namespace="pavedpath",
-                include_dashboard=False,
-                log_to_driver=False,
-                _node_ip_address="127.0.0.1",
-            )
+            # Ray's processes inherit an ignored SIGINT, so Ctrl-C in a terminal (sent to
+            # the whole process group) reaches only `paved serve`, which then drains.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                ray.init(
+                    namespace="pavedpath",
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    _node_ip_address="127.0.0.1",
+                )
+            finally:
+                signal.signal(signal.SIGINT, previous)
     serve.start(proxy_location="Disabled")
 
 
@@ -174,10 +181,12 @@ def drain_and_shutdown(timeout_s: float = 30.0) -> None:
     import ray
     from ray import serve
 
+    if not ray.is_initialized():
+        return
     try:
         handle = serve.get_app_handle(GATEWAY_APP)
         handle.drain.remote(timeout_s).result(timeout_s=timeout_s + 5)
-    except Exception:  # nothing to drain if the gateway never started
+    except Exception:  # nothing to drain if the gateway never started, or Ray is gone
         log.info("no gateway to drain")
     serve.shutdown()
     ray.shutdown()
