@@ -19,7 +19,9 @@ class NumericProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["numeric"] = "numeric"
-    bin_edges: list[float] = Field(description="Quantile edges; values outside fall in the end bins.")
+    bin_edges: list[float] = Field(
+        description="Quantile edges; values outside fall in the end bins."
+    )
     counts: list[int] = Field(description="Counts per bin; len(bin_edges) - 1 bins.")
     mean: float
     std: float
