@@ -14,6 +14,7 @@ report the same thing the same way::
     ├── Unauthenticated             401 unauthenticated
     ├── PermissionDenied            403 permission_denied
     ├── NotFound                    404 not_found
+    ├── MethodNotAllowed            405 method_not_allowed
     ├── Conflict                    409 conflict
     ├── DigestMismatch              422 digest_mismatch
     ├── RateLimited                 429 rate_limited
@@ -106,6 +107,17 @@ class PermissionDenied(PavedError):
 class NotFound(PavedError):
     status = 404
     code = "not_found"
+
+
+class MethodNotAllowed(PavedError):
+    """A known route called with the wrong HTTP method; ``allow`` names the right one."""
+
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, method: str, allow: str) -> None:
+        super().__init__(f"use {allow} on this route, not {method}", rule="http_method")
+        self.allow = allow
 
 
 class Conflict(PavedError):

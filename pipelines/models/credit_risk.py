@@ -158,8 +158,7 @@ class CreditRiskModel:
     def _score(self, batch: EncodedBatch) -> list[float]:
         if batch.rows == 0:
             return []
-        self.net.eval()
-        with torch.inference_mode():
+        with torch.inference_mode():  # the net is in eval mode since __init__
             probs = torch.sigmoid(self.logits(batch))
         return [float(p) for p in probs.tolist()]
 
