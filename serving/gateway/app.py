@@ -281,12 +281,15 @@ class Gateway:
             self.metrics.queue_depth.labels(labels[0]).set(self.admission.inflight(name))
             target = self.directory.pick(name, version)
             fwd = [
-                (b"content-type", b"application/json"),
+                (b"content-type", asgi.header(scope, b"content-type") or b"application/json"),
                 (b"x-paved-endpoint", name.encode()),
                 (b"x-paved-model-version", str(version).encode()),
                 (b"x-paved-cohort", cohort.encode()),
                 (b"x-paved-team", key.team.encode()),
             ]
+            binary_header = asgi.header(scope, b"inference-header-content-length")
+            if binary_header is not None:
+                fwd.append((b"inference-header-content-length", binary_header))
             try:
                 if stream:
                     out = await forward.stream(

@@ -19,7 +19,7 @@ from typing import Any
 from serving.backends.base import USAGE_COMMENT_PREFIX, Receive, Send
 from serving.gateway.upstream import UpstreamPool
 
-_PASS_HEADERS = (b"content-type", b"retry-after")
+_PASS_HEADERS = (b"content-type", b"retry-after", b"inference-header-content-length")
 
 
 @dataclass
