@@ -277,20 +277,21 @@ class Gateway:
         ]
         labels = self.metrics.labels(name, route.endpoint.spec.model, version, cohort, key.team)
         status = 500
-        with self.admission.admit(name, route.endpoint.spec.limits.max_inflight, self.draining):
-            self.metrics.queue_depth.labels(labels[0]).set(self.admission.inflight(name))
-            target = self.directory.pick(name, version)
-            fwd = [
-                (b"content-type", asgi.header(scope, b"content-type") or b"application/json"),
-                (b"x-paved-endpoint", name.encode()),
-                (b"x-paved-model-version", str(version).encode()),
-                (b"x-paved-cohort", cohort.encode()),
-                (b"x-paved-team", key.team.encode()),
-            ]
-            binary_header = asgi.header(scope, b"inference-header-content-length")
-            if binary_header is not None:
-                fwd.append((b"inference-header-content-length", binary_header))
-            try:
+        out: forward.Outcome | None = None
+        try:
+            with self.admission.admit(name, route.endpoint.spec.limits.max_inflight, self.draining):
+                self.metrics.queue_depth.labels(labels[0]).set(self.admission.inflight(name))
+                fwd = [
+                    (b"content-type", asgi.header(scope, b"content-type") or b"application/json"),
+                    (b"x-paved-endpoint", name.encode()),
+                    (b"x-paved-model-version", str(version).encode()),
+                    (b"x-paved-cohort", cohort.encode()),
+                    (b"x-paved-team", key.team.encode()),
+                ]
+                binary_header = asgi.header(scope, b"inference-header-content-length")
+                if binary_header is not None:
+                    fwd.append((b"inference-header-content-length", binary_header))
+                target = self.directory.pick(name, version)
                 if stream:
                     out = await forward.stream(
                         self.pool, target, path, body, send, receive, fwd, headers, started
@@ -300,11 +301,14 @@ class Gateway:
                         self.pool, target, method, path, body, send, fwd, headers, meter=meter
                     )
                 status = out.status
-            finally:
-                self._observe(labels, status, started)
-            self._observe_tokens(labels, out)
-            if route.shadow and route.challenger is not None and method == "POST":
-                self._shadow(route, path, body, key, stream)
+        except PavedError as exc:
+            status = exc.status
+            raise
+        finally:
+            self._observe(labels, status, started)
+        self._observe_tokens(labels, out)
+        if route.shadow and route.challenger is not None and method == "POST":
+            self._shadow(route, path, body, key, stream)
 
     def _observe(self, labels: tuple[str, ...], status: int, started: float) -> None:
         m = self.metrics
