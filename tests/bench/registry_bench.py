@@ -34,13 +34,16 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
-def time_op(op: Op, n: int, start: int) -> list[float]:
-    out = []
+def time_pair(paved: Op, bare: Op, n: int, start: int) -> tuple[list[float], list[float]]:
+    """Alternate the two call by call, so drift in machine load hits both alike."""
+    p_ms: list[float] = []
+    b_ms: list[float] = []
     for i in range(n):
-        t0 = time.perf_counter()
-        op(start + i)
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
+        for op, out in ((bare, b_ms), (paved, p_ms)) if i % 2 else ((paved, p_ms), (bare, b_ms)):
+            t0 = time.perf_counter()
+            op(start + i)
+            out.append((time.perf_counter() - t0) * 1000)
+    return p_ms, b_ms
 
 
 def bench_backend(backend: str, uri: str | None, root: Path, args: argparse.Namespace) -> dict:
@@ -61,18 +64,21 @@ def bench_backend(backend: str, uri: str | None, root: Path, args: argparse.Name
 
     # Fill both models with N versions (the bare one with the same tags Pavedpath writes).
     first = reg.register_run(paved_name, logged, actor=actor)
-    tags = client.get_model_version(paved_name, "1").tags
+    first_mv = client.get_model_version(paved_name, "1")
+    tags, card = first_mv.tags, first_mv.description
     client.create_registered_model(bare_name)
-    client.create_model_version(bare_name, source, run_id=run_id, tags=tags)
+    client.create_model_version(bare_name, source, run_id=run_id, tags=tags, description=card)
     for _ in range(args.versions - 1):
         reg.register_run(paved_name, logged, actor=actor)
-        client.create_model_version(bare_name, source, run_id=run_id, tags=tags)
+        client.create_model_version(bare_name, source, run_id=run_id, tags=tags, description=card)
     assert first.version == 1
 
     ops: dict[str, tuple[Op, Op]] = {
         "register": (
             lambda i: reg.register_run(paved_name, logged, actor=actor),
-            lambda i: client.create_model_version(bare_name, source, run_id=run_id, tags=tags),
+            lambda i: client.create_model_version(
+                bare_name, source, run_id=run_id, tags=tags, description=card
+            ),
         ),
         "set_alias": (
             lambda i: reg.set_alias(paved_name, "challenger", 1 + i % args.versions, actor=actor),
@@ -90,8 +96,9 @@ def bench_backend(backend: str, uri: str | None, root: Path, args: argparse.Name
     counter = 0
     for _ in range(args.rounds):
         for name, (paved_op, bare_op) in ops.items():
-            results[name]["bare"] += time_op(bare_op, per_round, counter)
-            results[name]["paved"] += time_op(paved_op, per_round, counter)
+            p_ms, b_ms = time_pair(paved_op, bare_op, per_round, counter)
+            results[name]["paved"] += p_ms
+            results[name]["bare"] += b_ms
             counter += per_round
     summary = {}
     for name, r in results.items():
