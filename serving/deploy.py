@@ -43,9 +43,12 @@ class Plan:
     endpoints: list[Endpoint]
     protocols: dict[str, Protocol]
     replicas: list[tuple[Endpoint, ReplicaSpec]]
+    internal_token: str
 
 
-def plan(endpoints: list[Endpoint], registry: Registry, settings: Settings) -> Plan:
+def plan(
+    endpoints: list[Endpoint], registry: Registry, settings: Settings, internal_token: str
+) -> Plan:
     """Resolve every version an endpoint names; refuse the whole plan if one is unknown."""
     protocols: dict[str, Protocol] = {}
     replicas: list[tuple[Endpoint, ReplicaSpec]] = []
@@ -77,6 +80,7 @@ def plan(endpoints: list[Endpoint], registry: Registry, settings: Settings) -> P
                         max_model_len=ep.spec.max_model_len,
                         max_batch_rows=ep.spec.limits.max_batch_rows,
                         max_concurrency=ep.spec.limits.max_inflight,
+                        internal_token=internal_token,
                     ),
                 )
             )
@@ -87,7 +91,7 @@ def plan(endpoints: list[Endpoint], registry: Registry, settings: Settings) -> P
                 rule="task",
             )
         protocols[ep.name] = _PROTOCOLS[task]
-    return Plan(endpoints, protocols, replicas)
+    return Plan(endpoints, protocols, replicas, internal_token)
 
 
 def start_ray(settings: Settings) -> None:
@@ -171,6 +175,7 @@ def deploy_gateway(p: Plan, settings: Settings, *, host: str, port: int) -> None
         keys_uri=settings.tracking_uri,
         endpoints=p.endpoints,
         protocols=p.protocols,
+        internal_token=p.internal_token,
     )
     app = GatewayIngress.bind(spec)  # type: ignore[attr-defined]
     serve._run(app, name=GATEWAY_APP, route_prefix=None, _blocking=True)

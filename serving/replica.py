@@ -41,6 +41,9 @@ class ReplicaSpec(BaseModel):
     max_batch_rows: int = 1024
     max_concurrency: int = 64
     engine_options: dict[str, Any] = Field(default_factory=dict)
+    internal_token: str = Field(
+        repr=False, description="Shared secret the gateway sends; other callers get 403."
+    )
 
 
 def build_backend(spec: ReplicaSpec, model_dir: Path) -> Backend:
@@ -74,6 +77,7 @@ class ModelReplica:
 
         from registry.service import Registry
         from serving.http_server import EmbeddedServer
+        from serving.internal_auth import require_token
 
         settings = Settings(
             home=spec.home, registry_uri=spec.registry_uri, artifact_root=spec.artifact_root
@@ -84,7 +88,8 @@ class ModelReplica:
         self.backend = build_backend(spec, model_dir)
         await self.backend.start()
         host = ray.util.get_node_ip_address() if spec.bind_host == "auto" else spec.bind_host
-        self.server = EmbeddedServer(self.backend.app(), host, 0)
+        app = require_token(self.backend.app(), spec.internal_token)
+        self.server = EmbeddedServer(app, host, 0)
         self.server.start()
         await self.server.wait_started()
         log.info(

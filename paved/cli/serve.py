@@ -38,7 +38,9 @@ def serve(
     if manifests is None:
         raise InvalidInput("give --manifests DIR", rule="manifests")
     endpoints = load_endpoints(manifests)
-    plan = deploy.plan(endpoints, c.registry, c.settings)
+    from serving.internal_auth import new_token
+
+    plan = deploy.plan(endpoints, c.registry, c.settings, internal_token=new_token())
     out.console.print(f"starting Ray Serve with {len(plan.replicas)} model replica set(s) …")
     deploy.start_ray(c.settings)
     stop = threading.Event()

@@ -54,6 +54,7 @@ class Gateway:
         metrics: GatewayMetrics | None = None,
         pool: UpstreamPool | None = None,
         limits: GatewayLimits | None = None,
+        internal_token: str | None = None,
     ) -> None:
         self.routes = routes
         self.directory = directory
@@ -63,6 +64,9 @@ class Gateway:
         self.limits = limits or GatewayLimits()
         self.admission = Admission(self.limits.max_inflight)
         self.draining = False
+        self._internal = (
+            [(b"x-paved-internal-token", internal_token.encode())] if internal_token else []
+        )
         self._rng = random.Random()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self.update_routes(routes)
@@ -287,6 +291,7 @@ class Gateway:
                     (b"x-paved-model-version", str(version).encode()),
                     (b"x-paved-cohort", cohort.encode()),
                     (b"x-paved-team", key.team.encode()),
+                    *self._internal,
                 ]
                 binary_header = asgi.header(scope, b"inference-header-content-length")
                 if binary_header is not None:
@@ -338,7 +343,11 @@ class Gateway:
         async def run() -> None:
             started = time.perf_counter()
             status = 599
-            fwd = [(b"content-type", b"application/json"), (b"x-paved-cohort", b"shadow")]
+            fwd = [
+                (b"content-type", b"application/json"),
+                (b"x-paved-cohort", b"shadow"),
+                *self._internal,
+            ]
             with contextlib.suppress(PavedError, OSError):
                 target = self.directory.pick(name, version)
                 if stream:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from paved.manifest import Endpoint
@@ -30,6 +30,7 @@ class GatewaySpec(BaseModel):
     max_body_bytes: int = 1 << 20
     max_header_bytes: int = 16 << 10
     max_inflight: int = 1024
+    internal_token: str = Field(repr=False, description="Sent to replicas on every request.")
 
 
 @serve.deployment(name="gateway", ray_actor_options={"num_cpus": 0})
@@ -52,6 +53,7 @@ class GatewayIngress:
                 max_header_bytes=spec.max_header_bytes,
                 max_inflight=spec.max_inflight,
             ),
+            internal_token=spec.internal_token,
         )
         self.server = EmbeddedServer(
             self.gateway, spec.host, spec.port, reuse_port=True, lifespan="on"

@@ -24,8 +24,10 @@ pytestmark = pytest.mark.integration
 
 def _ep(name: str, team: str, champion: int, **spec: object) -> Endpoint:
     return Endpoint.model_validate(
-        {"metadata": {"name": name, "team": team},
-         "spec": {"model": f"{name}-model", "champion": {"version": champion}, **spec}}
+        {
+            "metadata": {"name": name, "team": team},
+            "spec": {"model": f"{name}-model", "champion": {"version": champion}, **spec},
+        }
     )
 
 
@@ -41,17 +43,26 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     endpoints = [
         _ep("chat", "search", 1, challenger={"version": 2, "weight": 0}),
         _ep("canary", "search", 1, challenger={"version": 2, "weight": 50, "sticky": True}),
-        _ep("tight", "search", 1, limits={"max_tokens": 16, "max_n": 2, "max_logprobs": 1,
-                                           "max_inflight": 2}),
+        _ep(
+            "tight",
+            "search",
+            1,
+            limits={"max_tokens": 16, "max_n": 2, "max_logprobs": 1, "max_inflight": 2},
+        ),
         _ep("risk", "risk", 3, access={"teams": ["search"]}),
     ]
     protocols = {"chat": "openai", "canary": "openai", "tight": "openai", "risk": "v2"}
     with UvicornThread(trivial_replica) as r1, UvicornThread(trivial_replica) as r2:
-        directory = StaticDirectory({
-            ("chat", 1): [r1.address], ("chat", 2): [r2.address],
-            ("canary", 1): [r1.address], ("canary", 2): [r2.address],
-            ("tight", 1): [r1.address], ("risk", 3): [r2.address],
-        })
+        directory = StaticDirectory(
+            {
+                ("chat", 1): [r1.address],
+                ("chat", 2): [r2.address],
+                ("canary", 1): [r1.address],
+                ("canary", 2): [r2.address],
+                ("tight", 1): [r1.address],
+                ("risk", 3): [r2.address],
+            }
+        )
         gw = Gateway(
             routes=RouteTable.from_endpoints(endpoints, protocols),  # type: ignore[arg-type]
             directory=directory,
@@ -79,39 +90,60 @@ def test_openai_sdk_through_the_gateway(stack) -> None:
 
 
 def test_the_gateway_tells_replicas_who_is_calling(stack) -> None:
-    r = httpx.post(stack["url"] + "/v1/completions", headers=_h(stack["keys"]["search"]),
-                   json={"model": "chat", "prompt": "x"})
+    r = httpx.post(
+        stack["url"] + "/v1/completions",
+        headers=_h(stack["keys"]["search"]),
+        json={"model": "chat", "prompt": "x"},
+    )
     seen = r.json()["seen"]
-    assert seen == {"x-paved-endpoint": "chat", "x-paved-model-version": "1",
-                    "x-paved-cohort": "champion", "x-paved-team": "search"}
+    assert seen == {
+        "x-paved-endpoint": "chat",
+        "x-paved-model-version": "1",
+        "x-paved-cohort": "champion",
+        "x-paved-team": "search",
+    }
 
 
 def test_streaming_relays_chunks_and_meters_usage(stack) -> None:
     url = stack["url"]
-    with httpx.stream("POST", url + "/v1/completions", headers=_h(stack["keys"]["search"]),
-                      json={"model": "chat", "prompt": "x", "stream": True}) as r:
+    with httpx.stream(
+        "POST",
+        url + "/v1/completions",
+        headers=_h(stack["keys"]["search"]),
+        json={"model": "chat", "prompt": "x", "stream": True},
+    ) as r:
         assert r.status_code == 200
         assert r.headers["x-paved-cohort"] == "champion"
         body = b"".join(r.iter_raw())
     assert b"paved-usage" not in body
     assert body.count(b"data: ") == 4 and body.endswith(b"data: [DONE]\n\n")
     metrics = httpx.get(url + "/metrics", headers=_h(stack["keys"]["viewer"])).text
-    line = next(x for x in metrics.splitlines()
-                if x.startswith("paved_completion_tokens_total{") and 'endpoint="chat"' in x)
+    line = next(
+        x
+        for x in metrics.splitlines()
+        if x.startswith("paved_completion_tokens_total{") and 'endpoint="chat"' in x
+    )
     assert float(line.rsplit(" ", 1)[1]) >= 3
     assert "paved_time_to_first_token_seconds_count" in metrics
 
 
 @pytest.mark.parametrize(
     ("headers", "message"),
-    [({}, "missing API key"), ({"authorization": "Basic abc"}, "Bearer"),
-     ({"authorization": "Bearer pp-0123456789abcdef.nope"}, "invalid API key"),
-     ({"authorization": "Bearer " + "x" * 40}, "invalid API key")],
+    [
+        ({}, "missing API key"),
+        ({"authorization": "Basic abc"}, "Bearer"),
+        ({"authorization": "Bearer pp-0123456789abcdef.nope"}, "invalid API key"),
+        ({"authorization": "Bearer " + "x" * 40}, "invalid API key"),
+    ],
 )
 def test_401_without_a_valid_key(stack, headers, message) -> None:
     for path in ("/v1/completions", "/v1/models", "/v2/models/risk/infer", "/metrics"):
-        r = httpx.request("POST" if "infer" in path or "compl" in path else "GET",
-                          stack["url"] + path, headers=headers, json={"model": "chat"})
+        r = httpx.request(
+            "POST" if "infer" in path or "compl" in path else "GET",
+            stack["url"] + path,
+            headers=headers,
+            json={"model": "chat"},
+        )
         assert r.status_code == 401, path
         assert message in r.text
 
@@ -123,11 +155,13 @@ def test_health_needs_no_key(stack) -> None:
 
 def test_403_for_other_teams_and_roles(stack) -> None:
     url, keys = stack["url"], stack["keys"]
-    r = httpx.post(url + "/v1/completions", headers=_h(keys["risk"]), json={"model": "chat",
-                                                                          "prompt": "x"})
+    r = httpx.post(
+        url + "/v1/completions", headers=_h(keys["risk"]), json={"model": "chat", "prompt": "x"}
+    )
     assert r.status_code == 403 and r.json()["error"]["code"] == "endpoint_access"
-    r = httpx.post(url + "/v1/completions", headers=_h(keys["viewer"]),
-                   json={"model": "chat", "prompt": "x"})
+    r = httpx.post(
+        url + "/v1/completions", headers=_h(keys["viewer"]), json={"model": "chat", "prompt": "x"}
+    )
     assert r.status_code == 403 and "app" in r.json()["error"]["message"]
     r = httpx.get(url + "/metrics", headers=_h(keys["search"]))
     assert r.status_code == 403
@@ -149,8 +183,7 @@ def test_403_for_other_teams_and_roles(stack) -> None:
     ],
 )
 def test_limits_answer_4xx_naming_the_rule(stack, body, status, rule) -> None:
-    r = httpx.post(stack["url"] + "/v1/completions", headers=_h(stack["keys"]["search"]),
-                   json=body)
+    r = httpx.post(stack["url"] + "/v1/completions", headers=_h(stack["keys"]["search"]), json=body)
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == rule
     assert rule in r.json()["error"]["message"]
@@ -158,11 +191,17 @@ def test_limits_answer_4xx_naming_the_rule(stack, body, status, rule) -> None:
 
 def test_malformed_json_and_oversized_headers(stack) -> None:
     url, key = stack["url"], stack["keys"]["search"]
-    r = httpx.post(url + "/v1/completions", headers={**_h(key), "content-type": "application/json"},
-                   content=b"{not json")
+    r = httpx.post(
+        url + "/v1/completions",
+        headers={**_h(key), "content-type": "application/json"},
+        content=b"{not json",
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "json"
-    r = httpx.post(url + "/v1/completions", headers={**_h(key), "x-big": "y" * 3000},
-                   json={"model": "chat", "prompt": "x"})
+    r = httpx.post(
+        url + "/v1/completions",
+        headers={**_h(key), "x-big": "y" * 3000},
+        json={"model": "chat", "prompt": "x"},
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "max_header_bytes"
 
 
@@ -171,11 +210,16 @@ def test_429_with_retry_after_past_max_inflight(stack) -> None:
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=30) as c:
-            return await asyncio.gather(*(
-                c.post(url + "/v1/completions", headers=_h(key),
-                       json={"model": "tight", "prompt": "x", "sleep": 0.5})
-                for _ in range(5)
-            ))
+            return await asyncio.gather(
+                *(
+                    c.post(
+                        url + "/v1/completions",
+                        headers=_h(key),
+                        json={"model": "tight", "prompt": "x", "sleep": 0.5},
+                    )
+                    for _ in range(5)
+                )
+            )
 
     codes = sorted(r.status_code for r in asyncio.run(burst()))
     assert codes.count(200) == 2 and codes.count(429) == 3
@@ -188,14 +232,17 @@ def test_canary_split_and_stickiness(stack) -> None:
     url, key = stack["url"], stack["keys"]["search"]
     with httpx.Client() as c:
         cohorts = [
-            c.post(url + "/v1/completions", headers=_h(key),
-                   json={"model": "canary", "prompt": "x"}).headers["x-paved-cohort"]
+            c.post(
+                url + "/v1/completions", headers=_h(key), json={"model": "canary", "prompt": "x"}
+            ).headers["x-paved-cohort"]
             for _ in range(200)
         ]
         sticky = {
-            c.post(url + "/v1/completions", headers=_h(key),
-                   json={"model": "canary", "prompt": "x", "user": "u-42"}).headers[
-                "x-paved-model-version"]
+            c.post(
+                url + "/v1/completions",
+                headers=_h(key),
+                json={"model": "canary", "prompt": "x", "user": "u-42"},
+            ).headers["x-paved-model-version"]
             for _ in range(20)
         }
     assert 60 <= cohorts.count("challenger") <= 140
@@ -203,8 +250,11 @@ def test_canary_split_and_stickiness(stack) -> None:
 
 
 def test_v2_infer_is_forwarded(stack) -> None:
-    r = httpx.post(stack["url"] + "/v2/models/risk/infer", headers=_h(stack["keys"]["risk"]),
-                   json={"inputs": []})
+    r = httpx.post(
+        stack["url"] + "/v2/models/risk/infer",
+        headers=_h(stack["keys"]["risk"]),
+        json={"inputs": []},
+    )
     assert r.status_code == 200
     assert r.headers["x-paved-model-version"] == "3"
     assert r.json()["seen"]["x-paved-endpoint"] == "risk"
@@ -213,13 +263,15 @@ def test_v2_infer_is_forwarded(stack) -> None:
 def test_new_keys_work_at_once_and_revoked_keys_stop(stack) -> None:
     store: KeyStore = stack["store"]
     key, record = store.create(team="search", roles=frozenset({Role.APP}), created_by="t")
-    r = httpx.post(stack["url"] + "/v1/completions", headers=_h(key),
-                   json={"model": "chat", "prompt": "x"})
+    r = httpx.post(
+        stack["url"] + "/v1/completions", headers=_h(key), json={"model": "chat", "prompt": "x"}
+    )
     assert r.status_code == 200
     store.revoke(record.key_id)
     asyncio.run(asyncio.sleep(1.2))
-    r = httpx.post(stack["url"] + "/v1/completions", headers=_h(key),
-                   json={"model": "chat", "prompt": "x"})
+    r = httpx.post(
+        stack["url"] + "/v1/completions", headers=_h(key), json={"model": "chat", "prompt": "x"}
+    )
     assert r.status_code == 401
 
 
@@ -227,9 +279,25 @@ def test_metrics_labels_stay_bounded(stack) -> None:
     metrics = httpx.get(stack["url"] + "/metrics", headers=_h(stack["keys"]["viewer"])).text
     endpoints = {
         part.split('"')[1]
-        for line in metrics.splitlines() if line.startswith("paved_requests_total{")
-        for part in line.split(",") if part.startswith("paved_requests_total{endpoint=")
-        or part.startswith("endpoint=")
+        for line in metrics.splitlines()
+        if line.startswith("paved_requests_total{")
+        for part in line.split(",")
+        if part.startswith("paved_requests_total{endpoint=") or part.startswith("endpoint=")
     }
     assert endpoints <= {"chat", "canary", "tight", "risk", "other"}
     assert "nope" not in metrics
+
+
+def test_replicas_refuse_callers_without_the_internal_token() -> None:
+    from serving.internal_auth import new_token, require_token
+
+    token = new_token()
+    with UvicornThread(require_token(trivial_replica, token)) as replica:
+        body = {"model": "chat", "prompt": "x"}
+        assert httpx.post(replica.url + "/v1/completions", json=body).status_code == 403
+        wrong = {"x-paved-internal-token": "nope"}
+        assert httpx.post(replica.url + "/v1/completions", json=body,
+                          headers=wrong).status_code == 403
+        ok = {"x-paved-internal-token": token}
+        assert httpx.post(replica.url + "/v1/completions", json=body,
+                          headers=ok).status_code == 200

@@ -1,0 +1,44 @@
+"""Replicas answer only the gateway: a per-deployment secret in ``x-paved-internal-token``.
+
+Replica HTTP servers are reachable by anything that can reach the node, and they do
+no API-key checks (the gateway did). The token makes a request that bypassed the
+gateway fail with 403 instead of reaching the model. Compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from serving.backends.base import ASGIApp, Receive, Scope, Send
+
+HEADER = b"x-paved-internal-token"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def require_token(app: ASGIApp, token: str) -> ASGIApp:
+    expected = token.encode()
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = next((v for k, v in scope["headers"] if k == HEADER), b"")
+            if not hmac.compare_digest(bytes(given), expected):
+                body = b'{"error": "this replica answers only the Pavedpath gateway"}'
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 403,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await app(scope, receive, send)
+
+    return guarded
