@@ -14,8 +14,9 @@ endpoint name; ``/versions/{v}`` may follow it)::
     POST /v2/models/{name}/infer          inference
 
 Errors are the v2 body ``{"error": message}`` with the :class:`~paved.errors.PavedError`'s
-status, plus ``Retry-After`` on 503. Only JSON bodies are accepted: Triton's binary
-tensor extension (``Inference-Header-Content-Length``) is refused by name.
+status, plus ``Retry-After`` on 503. Inference speaks JSON and Triton's binary tensor
+extension (:mod:`serving.protocol.v2_binary`), which ``tritonclient.http`` uses by
+default: a binary response carries ``Inference-Header-Content-Length``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Final, Protocol
 
 from pydantic import BaseModel
 
-from paved.errors import InvalidInput, LimitExceeded, MethodNotAllowed, NotFound, PavedError
+from paved.errors import LimitExceeded, MethodNotAllowed, NotFound, PavedError
 from serving.backends.base import Receive, Scope, Send
 from serving.protocol.v2 import (
     ErrorResponse,
@@ -41,13 +42,19 @@ from serving.protocol.v2 import (
     ServerLiveResponse,
     ServerMetadataResponse,
     ServerReadyResponse,
-    parse_infer_request,
+)
+from serving.protocol.v2_binary import (
+    CONTENT_TYPE,
+    LENGTH_HEADER,
+    binary_outputs,
+    encode_response,
+    parse_request,
 )
 
 logger = logging.getLogger(__name__)
 
 SERVER_NAME: Final = "pavedpath"
-BINARY_HEADER: Final = b"inference-header-content-length"
+EXTENSIONS: Final = ("binary_tensor_data",)
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -84,7 +91,9 @@ class V2App:
     def __init__(self, model: V2Model) -> None:
         self.model = model
         self._server_metadata = (
-            ServerMetadataResponse(name=SERVER_NAME, version=_server_version())
+            ServerMetadataResponse(
+                name=SERVER_NAME, version=_server_version(), extensions=list(EXTENSIONS)
+            )
             .model_dump_json()
             .encode()
         )
@@ -97,7 +106,7 @@ class V2App:
             return
         headers: Headers = []
         try:
-            status, body = await self._route(scope, receive)
+            status, body = await self._route(scope, receive, headers)
         except _Disconnected:
             return
         except PavedError as err:
@@ -112,11 +121,12 @@ class V2App:
             status, body = 500, _json(ErrorResponse(error="internal server error"))
         await _respond(send, status, body, headers)
 
-    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+    async def _route(self, scope: Scope, receive: Receive, headers: Headers) -> tuple[int, bytes]:
+        """The status and body of a request; a route may add response ``headers``."""
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
         if parts[:2] == ["v2", "models"] and len(parts) >= 3:
-            return await self._model_route(parts[2], parts[3:], method, scope, receive)
+            return await self._model_route(parts[2], parts[3:], method, scope, receive, headers)
         if parts == ["v2"]:
             _allow(method, "GET")
             return 200, self._server_metadata
@@ -130,7 +140,13 @@ class V2App:
         raise NotFound(f"no v2 route {scope['path']!r}", rule="route_unknown")
 
     async def _model_route(
-        self, name: str, rest: list[str], method: str, scope: Scope, receive: Receive
+        self,
+        name: str,
+        rest: list[str],
+        method: str,
+        scope: Scope,
+        receive: Receive,
+        headers: Headers,
     ) -> tuple[int, bytes]:
         if name != self.model.endpoint:
             raise NotFound(
@@ -154,11 +170,22 @@ class V2App:
             return (200 if ready else 503), _json(ModelReadyResponse(name=name, ready=ready))
         if rest == ["infer"]:
             _allow(method, "POST")
-            with self.model.admission():
-                body = await _read_body(scope, receive, self.model.max_body_bytes)
-                response = await self.model.infer(parse_infer_request(body))
-            return 200, response.model_dump_json(exclude_none=True).encode()
+            return 200, await self._infer(scope, receive, headers)
         raise NotFound(f"no v2 route {scope['path']!r}", rule="route_unknown")
+
+    async def _infer(self, scope: Scope, receive: Receive, headers: Headers) -> bytes:
+        with self.model.admission():
+            body = await _read_body(scope, receive, self.model.max_body_bytes)
+            request = parse_request(body, _header(scope, LENGTH_HEADER))
+            binary = binary_outputs(request)
+            response = await self.model.infer(request)
+        payload, header_length = encode_response(response, binary)
+        if header_length is not None:
+            headers += [
+                (b"content-type", CONTENT_TYPE),
+                (LENGTH_HEADER, str(header_length).encode()),
+            ]
+        return payload
 
 
 def _allow(method: str, allowed: str) -> None:
@@ -177,12 +204,6 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refused early when it cannot fit under ``limit``."""
-    if _header(scope, BINARY_HEADER) is not None:
-        raise InvalidInput(
-            "binary tensor data is not supported; send JSON tensors "
-            "(tritonclient: set_data_from_numpy(..., binary_data=False))",
-            rule="binary_data_unsupported",
-        )
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise LimitExceeded(f"request body over {limit} bytes", rule="max_body_bytes")
@@ -202,11 +223,10 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 async def _respond(send: Send, status: int, body: bytes, extra: Headers) -> None:
-    headers: Headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *extra,
-    ]
+    """Send the answer: JSON unless ``extra`` names another content type."""
+    headers: Headers = [(b"content-length", str(len(body)).encode()), *extra]
+    if not any(name == b"content-type" for name, _ in extra):
+        headers.insert(0, (b"content-type", b"application/json"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -313,7 +313,8 @@ class Gateway:
             self._observe(labels, status, started)
         self._observe_tokens(labels, out)
         if route.shadow and route.challenger is not None and method == "POST":
-            self._shadow(route, path, body, key, stream)
+            binary = asgi.header(scope, b"inference-header-content-length")
+            self._shadow(route, path, body, key, stream, binary)
 
     def _observe(self, labels: tuple[str, ...], status: int, started: float) -> None:
         m = self.metrics
@@ -333,7 +334,15 @@ class Gateway:
         if out.usage.completion_tokens:
             m.completion_tokens.labels(*labels).inc(out.usage.completion_tokens)
 
-    def _shadow(self, route: Route, path: str, body: bytes, key: ApiKey, stream: bool) -> None:
+    def _shadow(
+        self,
+        route: Route,
+        path: str,
+        body: bytes,
+        key: ApiKey,
+        stream: bool,
+        binary_header: bytes | None,
+    ) -> None:
         """Mirror to the challenger; its answer is measured and dropped."""
         if len(self._shadow_tasks) >= 64 or route.challenger is None:
             return  # shadowing is best effort: never queue behind live traffic
@@ -348,6 +357,8 @@ class Gateway:
                 (b"x-paved-cohort", b"shadow"),
                 *self._internal,
             ]
+            if binary_header is not None:
+                fwd.append((b"inference-header-content-length", binary_header))
             with contextlib.suppress(PavedError, OSError):
                 target = self.directory.pick(name, version)
                 if stream:

@@ -267,12 +267,18 @@ def parse_infer_request(body: bytes) -> InferenceRequest:
     try:
         return InferenceRequest.model_validate_json(body)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise InvalidInput(
-                f"request body is not valid JSON: {errors[0]['msg']}", rule="malformed_json"
-            ) from None
-        where = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors[:5]
+        raise request_error(exc) from None
+
+
+def request_error(exc: ValidationError) -> InvalidInput:
+    """pydantic's errors as one InvalidInput (``malformed_json`` or ``request_schema``).
+
+    Shared with the binary extension, which validates an already-parsed header.
+    """
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return InvalidInput(
+            f"request body is not valid JSON: {errors[0]['msg']}", rule="malformed_json"
         )
-        raise InvalidInput(f"invalid inference request: {where}", rule="request_schema") from None
+    where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors[:5])
+    return InvalidInput(f"invalid inference request: {where}", rule="request_schema")

@@ -1,119 +1,37 @@
 """The tabular backend over real HTTP, checked by a client nobody here wrote.
 
 A small credit-risk model is trained, loaded by :class:`TabularBackend` and served by
-uvicorn on 127.0.0.1; Triton's ``tritonclient.http`` speaks the Open Inference Protocol
-v2 to it, and the scores must equal ``model.predict_columns`` on the same arrays.
-Refusals are checked over raw httpx so the exact status, body and headers are seen.
+uvicorn on 127.0.0.1 (the ``served`` fixture in ``conftest.py``); Triton's
+``tritonclient.http`` speaks the Open Inference Protocol v2 to it in JSON, and the
+scores must equal ``model.predict_columns`` on the same arrays (the binary extension
+is tested in ``test_v2_binary.py``). Refusals are checked over raw httpx so the exact
+status, body and headers are seen.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-import torch
 import tritonclient.http as triton
-import uvicorn
-from tritonclient.utils import InferenceServerException
 
-from pipelines.models.credit_risk import OUTPUT_NAME, CreditRiskModel, load
-from pipelines.trainers.credit_data import make_splits
-from pipelines.trainers.credit_risk import train
-from serving.backends.base import BackendConfig
+from pipelines.models.credit_risk import OUTPUT_NAME
 from serving.backends.tabular import TabularBackend
+from tests.integration.serving.conftest import (
+    ENDPOINT,
+    MAX_CONCURRENCY,
+    MAX_ROWS,
+    VERSION,
+    Served,
+    triton_inputs,
+)
 
 pytestmark = pytest.mark.integration
-
-ENDPOINT = "credit"
-VERSION = 3
-MAX_ROWS = 64
-MAX_CONCURRENCY = 2
-ROWS = 1_000
-NUMPY_DTYPES = {"FP32": np.float32, "BYTES": np.object_, "BOOL": np.bool_}
-
-
-@dataclass
-class Served:
-    url: str
-    backend: TabularBackend
-    model: CreditRiskModel
-    columns: dict[str, np.ndarray[Any, Any]]
-    """Test-split feature columns as the client sends them (float32, str objects, bool)."""
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    threads_before = torch.get_num_threads()
-    model_dir = tmp_path_factory.mktemp("credit") / "model"
-    train(model_dir, seed=0, rows=ROWS, epochs=2)
-    config = BackendConfig(
-        endpoint=ENDPOINT,
-        model_name="credit-risk",
-        version=VERSION,
-        model_dir=model_dir,
-        max_batch_rows=MAX_ROWS,
-        max_concurrency=MAX_CONCURRENCY,
-    )
-    backend = TabularBackend(config)
-    asyncio.run(backend.start())
-    model = load(model_dir)
-    datatypes = {s.name: s.datatype for s in model.input_schema()}
-    raw = make_splits(ROWS, seed=0).test.columns
-    columns: dict[str, np.ndarray[Any, Any]] = {
-        name: raw[name].astype(NUMPY_DTYPES[datatypes[name]])
-        for name in datatypes  # the model's input order
-    }
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(backend.app(), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "uvicorn exited during startup"
-        assert time.monotonic() < deadline, "uvicorn did not start in 30 s"
-        time.sleep(0.02)
-    try:
-        yield Served(f"127.0.0.1:{port}", backend, model, columns)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-        torch.set_num_threads(threads_before)
-
-
-@pytest.fixture
-def client(served: Served) -> Iterator[triton.InferenceServerClient]:
-    c = triton.InferenceServerClient(url=served.url)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def http(served: Served) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"http://{served.url}", timeout=30) as c:
-        yield c
-
-
-def triton_inputs(served: Served, rows: slice, *, binary: bool = False) -> list[triton.InferInput]:
-    inputs = []
-    for spec in served.model.input_schema():
-        values = served.columns[spec.name][rows]
-        tensor = triton.InferInput(spec.name, list(values.shape), spec.datatype)
-        tensor.set_data_from_numpy(values, binary_data=binary)
-        inputs.append(tensor)
-    return inputs
 
 
 def v2_body(served: Served, n: int, **changes: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +65,9 @@ def test_metadata_describes_the_model(client: triton.InferenceServerClient, serv
     assert meta["outputs"] == [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1]}]
     assert {t["datatype"] for t in meta["inputs"]} == {"FP32", "BYTES", "BOOL"}
     assert client.get_model_metadata(ENDPOINT, str(VERSION)) == meta
-    assert client.get_server_metadata()["name"] == "pavedpath"
+    server = client.get_server_metadata()
+    assert server["name"] == "pavedpath"
+    assert server["extensions"] == ["binary_tensor_data"]
 
 
 def test_scores_equal_the_model_on_the_same_data(
@@ -181,14 +101,6 @@ def test_all_outputs_come_back_when_none_is_requested(
     np.testing.assert_array_equal(
         result.as_numpy(OUTPUT_NAME), np.asarray(expected, dtype=np.float32)
     )
-
-
-def test_binary_tensors_are_refused_by_name(
-    client: triton.InferenceServerClient, served: Served
-) -> None:
-    with pytest.raises(InferenceServerException, match="binary_data_unsupported") as info:
-        client.infer(ENDPOINT, triton_inputs(served, slice(0, 2), binary=True))
-    assert info.value.status() == "400"
 
 
 # ---------------------------------------------------------------- refusals over raw HTTP
