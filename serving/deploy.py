@@ -80,6 +80,7 @@ def plan(
                         max_model_len=ep.spec.max_model_len,
                         max_batch_rows=ep.spec.limits.max_batch_rows,
                         max_concurrency=ep.spec.limits.max_inflight,
+                        limits=ep.spec.limits,
                         internal_token=internal_token,
                     ),
                 )

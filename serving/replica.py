@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from paved.manifest import Limits
 from paved.settings import Settings
 from serving.backends.base import Backend, BackendConfig
 
@@ -40,6 +41,7 @@ class ReplicaSpec(BaseModel):
     max_model_len: int = 256
     max_batch_rows: int = 1024
     max_concurrency: int = 64
+    limits: Limits = Field(default_factory=Limits, description="The endpoint's request caps.")
     engine_options: dict[str, Any] = Field(default_factory=dict)
     internal_token: str = Field(
         repr=False, description="Shared secret the gateway sends; other callers get 403."
@@ -59,7 +61,9 @@ def build_backend(spec: ReplicaSpec, model_dir: Path) -> Backend:
     if spec.task == "text-generation":
         from serving.backends.llm import LLMBackend
 
-        backend: Backend = LLMBackend(config, engine_options=spec.engine_options or None)
+        backend: Backend = LLMBackend(
+            config, engine_options=spec.engine_options or None, limits=spec.limits
+        )
         return backend
     if spec.task == "tabular-classification":
         from serving.backends.tabular import TabularBackend

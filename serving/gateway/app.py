@@ -28,7 +28,12 @@ from serving.gateway.routing import Route, RouteTable, choose
 from serving.gateway.upstream import UpstreamPool
 from serving.keys import ApiKey
 from serving.metrics import CONTENT_TYPE, GatewayMetrics
-from serving.protocol.limits import check_openai_limits
+from serving.protocol.openai import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    check_limits,
+    parse_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +156,12 @@ class Gateway:
     ) -> None:
         _require(key, INFER_ROLES, "call inference endpoints")
         body = await asgi.read_body(receive, self.limits.max_body_bytes)
-        doc = asgi.parse_json(body)
-        route = self._route(doc.get("model"), key, "openai")
-        check_openai_limits(doc, route.endpoint.spec.limits, chat=path == b"/v1/chat/completions")
-        stream = doc.get("stream") is True
-        user = doc.get("user") if isinstance(doc.get("user"), str) else None
+        kind = ChatCompletionRequest if path == b"/v1/chat/completions" else CompletionRequest
+        request = parse_request(kind, body)  # the same models the replica validates with
+        route = self._route(request.model, key, "openai")
+        check_limits(request, route.endpoint.spec.limits)
+        stream = bool(request.stream)
+        user = request.user
         await self._forward(
             scope,
             receive,

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from paved.errors import LimitExceeded, PavedError, RateLimited, Unavailable
 from serving.backends.base import Receive, Scope, Send
+from serving.protocol.openai_responses import error_response
+from serving.protocol.v2 import ErrorResponse as V2Error
 
 Protocol = Literal["openai", "v2", "plain"]
 JSON = b"application/json"
@@ -42,18 +44,6 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(parts)
 
 
-def parse_json(body: bytes) -> dict[str, Any]:
-    from paved.errors import InvalidInput
-
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}", rule="json") from exc
-    if not isinstance(doc, dict):
-        raise InvalidInput("request body must be a JSON object", rule="json")
-    return doc
-
-
 async def send_bytes(
     send: Send,
     status: int,
@@ -82,30 +72,12 @@ async def send_json(
     await send_bytes(send, status, json.dumps(doc).encode(), headers=headers)
 
 
-_OPENAI_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
 def error_body(exc: PavedError, protocol: Protocol) -> dict[str, Any]:
-    """The error in the caller's protocol: OpenAI's shape, v2's, or Pavedpath's own."""
-    message = exc.message + (f" (rule: {exc.rule})" if exc.rule else "")
+    """The error in the caller's protocol: the same builders the replicas use."""
     if protocol == "openai":
-        return {
-            "error": {
-                "message": message,
-                "type": _OPENAI_TYPES.get(exc.status, "server_error"),
-                "param": exc.details.get("param"),
-                "code": exc.rule or exc.code,
-            }
-        }
+        return error_response(exc).model_dump()
     if protocol == "v2":
-        return {"error": message}
+        return V2Error.from_error(exc).model_dump()
     return {"error": exc.to_dict()}
 
 

@@ -13,11 +13,10 @@ from paved.manifest import Limits
 from serving.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
-    ErrorResponse,
     check_limits,
-    error_response,
     parse_request,
 )
+from serving.protocol.openai_responses import ErrorResponse, error_response
 
 pytestmark = pytest.mark.unit
 
@@ -258,11 +257,11 @@ def test_requests_at_the_limits_pass(kind: Kind, fields: dict[str, Any]) -> None
     ("err", "status", "kind", "param", "code"),
     [
         (LimitExceeded("too many", rule="max_tokens", details={"param": "max_tokens"}), 400,
-         "invalid_request_error", "max_tokens", "limit_exceeded"),
+         "invalid_request_error", "max_tokens", "max_tokens"),
         (InvalidInput("bad", rule="prompt_tokens"), 400, "invalid_request_error",
-         "prompt_tokens", "invalid_input"),
+         "prompt_tokens", "prompt_tokens"),
         (NotFound("no such model", rule="model", details={"param": "model"}), 404,
-         "not_found_error", "model", "not_found"),
+         "not_found_error", "model", "model"),
         (Unavailable("busy"), 503, "service_unavailable_error", None, "unavailable"),
         (PavedError("boom"), 500, "server_error", None, "internal_error"),
     ],

@@ -1,0 +1,130 @@
+"""The LLM replica's HTTP API: OpenAI routes, ``/v1/models`` and ``/health``.
+
+Thin routes over :class:`~serving.backends.llm.LLMBackend`: read and validate the body,
+call the backend, write its answer. Every error leaves in OpenAI's shape with the
+status of the :class:`~paved.errors.PavedError` behind it (503s with ``Retry-After``),
+so any OpenAI SDK reports it properly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from paved.errors import (
+    LimitExceeded,
+    MethodNotAllowed,
+    NotFound,
+    PavedError,
+    RateLimited,
+    Unavailable,
+)
+from serving.backends.llm import LLMBackend, Stream
+from serving.backends.llm_stream import ClientDisconnected, SSEResponse, until_disconnect
+from serving.protocol.openai import ChatCompletionRequest, CompletionRequest, parse_request
+from serving.protocol.openai_responses import error_response
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1 << 20  # far above any prompt that fits a context; refuses abuse early
+JSON = "application/json"
+
+
+def build_app(backend: LLMBackend) -> Starlette:
+    """The ASGI app serving ``backend``."""
+    headers = {"x-paved-model-version": str(backend.config.version)}
+
+    def answer(result: BaseModel | Stream) -> Response:
+        if isinstance(result, Stream):
+            slot = result.slot
+            return SSEResponse(
+                result.events,
+                on_close=lambda disconnected: backend.stream_closed(slot, disconnected),
+                headers=headers,
+            )
+        return Response(result.model_dump_json(), media_type=JSON, headers=headers)
+
+    async def respond(request: Request, work: Coroutine[Any, Any, BaseModel | Stream]) -> Response:
+        try:
+            return answer(await until_disconnect(work, request.receive))
+        except ClientDisconnected:
+            backend.client_left()
+            return Response(status_code=499)  # nobody reads it; nginx's "client closed"
+
+    async def completions(request: Request) -> Response:
+        body = parse_request(CompletionRequest, await _read_body(request))
+        return await respond(request, backend.complete(body))
+
+    async def chat_completions(request: Request) -> Response:
+        body = parse_request(ChatCompletionRequest, await _read_body(request))
+        return await respond(request, backend.chat(body))
+
+    async def models(request: Request) -> Response:
+        return Response(backend.models().model_dump_json(), media_type=JSON)
+
+    async def health(request: Request) -> Response:
+        status = 200 if backend.ready else 503
+        return Response(backend.stats().model_dump_json(), status_code=status, media_type=JSON)
+
+    return Starlette(
+        routes=[
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        exception_handlers={
+            PavedError: _paved_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+    )
+
+
+async def _read_body(request: Request) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise LimitExceeded(f"request body exceeds {MAX_BODY_BYTES} bytes", rule="body_size")
+    return bytes(body)
+
+
+def _error(err: PavedError) -> Response:
+    headers: dict[str, str] = {}
+    if isinstance(err, Unavailable | RateLimited):
+        headers["retry-after"] = str(math.ceil(err.retry_after_s))
+    if isinstance(err, MethodNotAllowed):
+        headers["allow"] = err.allow
+    body = error_response(err).model_dump_json()
+    return Response(body, status_code=err.status, media_type=JSON, headers=headers)
+
+
+async def _paved_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PavedError)
+    return _error(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's routing errors (unknown path, wrong method) as Pavedpath errors."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        allow = (exc.headers or {}).get("Allow", "")
+        return _error(MethodNotAllowed(request.method, allow))
+    return _error(NotFound(f"no route {request.url.path}", rule="route"))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return _error(PavedError("internal error"))

@@ -1,0 +1,401 @@
+"""The LLM backend over real HTTP: vLLM's engine on a freshly trained tiny-gpt, spoken to
+by the official ``openai`` SDK, and by raw httpx where the exact bytes matter.
+
+One server for the module (engine start is the slow part): ``llm_server.py`` runs in a
+subprocess, because vLLM spawns processes and must start under ``__main__``. The model
+is trained for a few steps only; what it says does not matter here, only that serving
+is faithful: usage counts the real tokens, greedy decoding repeats, streams say what the
+whole response says, limits refuse with OpenAI-shaped 400s, and a client that leaves
+frees its slot and stops its generation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from pipelines.trainers.tiny_gpt import TinyGPTParams, train
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SERVER = Path(__file__).with_name("llm_server.py")
+REPO = Path(__file__).resolve().parents[3]
+ENDPOINT = "chat"
+VERSION = 7
+MAX_CONCURRENCY = 2  # small, so that the limit is reachable with two streams
+MODEL_CONTEXT = 128  # tiny-gpt's n_positions; the config asks for 256 and is capped
+TRAIN_STEPS = 60
+START_TIMEOUT_S = 420
+PROMPT = "Q: what color is the sky? A:"
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "what color is the sky?"}]
+
+
+@dataclass
+class ServedLLM:
+    url: str
+    client: openai.OpenAI
+    http: httpx.Client
+    tokenizer: PreTrainedTokenizerBase
+    log: Path
+
+    def health(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.http.get("/health").json()
+        return body
+
+    def wait_idle(self, timeout_s: float = 20.0) -> float:
+        """Seconds until no request is in flight in the backend or the engine."""
+        started = time.perf_counter()
+        while time.perf_counter() - started < timeout_s:
+            health = self.health()
+            if health["in_flight"] == 0 and health["engine_requests"] == 0:
+                return time.perf_counter() - started
+            time.sleep(0.02)
+        raise AssertionError(f"still busy after {timeout_s}s: {self.health()}")
+
+
+def _wait_until_ready(proc: subprocess.Popen[bytes], port_file: Path, log: Path) -> str:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    url = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        if url is None and port_file.exists() and port_file.read_text():
+            url = f"http://127.0.0.1:{json.loads(port_file.read_text())['port']}"
+        if url is not None:
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                pass
+        time.sleep(0.5)
+    pytest.fail(f"engine not ready in {START_TIMEOUT_S}s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedLLM]:
+    root = tmp_path_factory.mktemp("llm-backend")
+    model_dir = train(root / "model", seed=0, params=TinyGPTParams(steps=TRAIN_STEPS)).model_dir
+    spec = {
+        "config": {
+            "endpoint": ENDPOINT,
+            "model_name": "tiny-gpt",
+            "version": VERSION,
+            "model_dir": str(model_dir),
+            "max_model_len": 256,
+            "max_concurrency": MAX_CONCURRENCY,
+        },
+        "limits": {},  # the defaults: max_tokens 512, max_n 4, max_logprobs 5
+        "engine_options": {"kv_cache_memory_bytes": 32 * 2**20},
+    }
+    (root / "spec.json").write_text(json.dumps(spec))
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
+    log = root / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(SERVER), str(root / "spec.json"), str(root / "port.json")],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = _wait_until_ready(proc, root / "port.json", log)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        with httpx.Client(base_url=url, timeout=60) as http:
+            yield ServedLLM(url, client, http, tokenizer, log)
+        client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+    assert code == 0, log.read_text()[-4000:]
+
+
+def sse_lines(response: httpx.Response) -> list[str]:
+    return [line for line in response.iter_lines() if line]
+
+
+def data_events(lines: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+
+
+def no_eos(llm: ServedLLM) -> dict[str, int]:
+    """A logit bias that keeps the model from ending: generations run to max_tokens."""
+    return {str(llm.tokenizer.eos_token_id): -100}
+
+
+# ---------------------------------------------------------------- the basics
+
+
+def test_health_and_models_describe_the_endpoint(llm: ServedLLM) -> None:
+    health = llm.health()
+    assert health["status"] == "ready"
+    assert health["max_concurrency"] == MAX_CONCURRENCY
+    (model,) = llm.client.models.list().data
+    assert model.id == ENDPOINT
+    assert model.to_dict()["max_model_len"] == MODEL_CONTEXT
+    assert model.to_dict()["root"] == f"tiny-gpt/{VERSION}"
+
+
+def test_completion_reports_the_tokens_it_used(llm: ServedLLM) -> None:
+    raw = llm.client.completions.with_raw_response.create(
+        model=ENDPOINT, prompt=PROMPT, max_tokens=8, temperature=0
+    )
+    assert raw.headers["x-paved-model-version"] == str(VERSION)
+    response = raw.parse()
+    assert response.model == ENDPOINT
+    assert response.id.startswith("cmpl-")
+    (choice,) = response.choices
+    assert choice.finish_reason in ("stop", "length")
+    assert response.usage is not None
+    assert response.usage.prompt_tokens == len(llm.tokenizer(PROMPT)["input_ids"])
+    assert 1 <= response.usage.completion_tokens <= 8
+    assert response.usage.total_tokens == (
+        response.usage.prompt_tokens + response.usage.completion_tokens
+    )
+
+
+def test_greedy_completion_repeats_and_its_stream_says_the_same(llm: ServedLLM) -> None:
+    def ask() -> Any:
+        return llm.client.completions.create(
+            model=ENDPOINT, prompt="the sky is", max_tokens=12, temperature=0
+        )
+
+    first, second = ask(), ask()
+    assert first.choices[0].text == second.choices[0].text
+    chunks = list(
+        llm.client.completions.create(
+            model=ENDPOINT,
+            prompt="the sky is",
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == first.choices[0].text
+    assert all(c.usage is None for c in chunks[:-1])
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.model_dump() == first.usage.model_dump()
+
+
+def test_chat_uses_the_models_template_and_its_stream_says_the_same(llm: ServedLLM) -> None:
+    response = llm.client.chat.completions.create(
+        model=ENDPOINT, messages=QUESTION, max_completion_tokens=8, temperature=0
+    )
+    assert response.id.startswith("chatcmpl-")
+    assert response.model == ENDPOINT
+    (choice,) = response.choices
+    assert choice.message.role == "assistant"
+    assert isinstance(choice.message.content, str)
+    conversation = [{"role": "user", "content": "what color is the sky?"}]
+    prompt = llm.tokenizer.apply_chat_template(
+        conversation, tokenize=False, add_generation_prompt=True
+    )
+    assert response.usage is not None
+    assert response.usage.prompt_tokens == len(
+        llm.tokenizer(str(prompt), add_special_tokens=False)["input_ids"]
+    )
+    again = llm.client.chat.completions.create(
+        model=ENDPOINT, messages=QUESTION, max_completion_tokens=8, temperature=0
+    )
+    assert again.choices[0].message.content == choice.message.content
+
+    chunks = list(
+        llm.client.chat.completions.create(
+            model=ENDPOINT,
+            messages=QUESTION,
+            max_completion_tokens=8,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == choice.message.content
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.model_dump() == response.usage.model_dump()
+
+
+def test_every_stream_ends_with_the_usage_comment_then_done(llm: ServedLLM) -> None:
+    body = {"model": ENDPOINT, "prompt": PROMPT, "max_tokens": 10, "temperature": 0}
+    whole = llm.http.post("/v1/completions", json=body).json()
+    with llm.http.stream("POST", "/v1/completions", json=body | {"stream": True}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = sse_lines(response)
+    assert lines[-1] == "data: [DONE]"
+    assert lines[-2].startswith(": paved-usage ")
+    metered = json.loads(lines[-2].removeprefix(": paved-usage "))
+    assert metered == {
+        "prompt_tokens": whole["usage"]["prompt_tokens"],
+        "completion_tokens": whole["usage"]["completion_tokens"],
+        "cached_tokens": whole["usage"]["prompt_tokens_details"]["cached_tokens"],
+    }
+    assert all("usage" not in event for event in data_events(lines))  # none asked for
+
+
+def test_several_choices_and_logprobs(llm: ServedLLM) -> None:
+    response = llm.client.completions.create(
+        model=ENDPOINT, prompt=["the sky is", "hello"], n=2, max_tokens=6, seed=3, logprobs=2
+    )
+    assert sorted(c.index for c in response.choices) == [0, 1, 2, 3]
+    assert response.usage is not None
+    tokens = 0
+    for choice in response.choices:
+        assert choice.logprobs is not None
+        assert choice.logprobs.tokens is not None
+        assert choice.logprobs.top_logprobs is not None
+        tokens += len(choice.logprobs.tokens)
+        assert all(len(top) == 2 for top in choice.logprobs.top_logprobs)
+    assert tokens == response.usage.completion_tokens
+
+    chat = llm.client.chat.completions.create(
+        model=ENDPOINT, messages=QUESTION, max_tokens=5, logprobs=True, top_logprobs=3, n=2
+    )
+    assert chat.usage is not None
+    assert len(chat.choices) == 2
+    content = [t for c in chat.choices for t in (c.logprobs.content if c.logprobs else None) or []]
+    assert len(content) == chat.usage.completion_tokens
+    assert all(len(t.top_logprobs) == 3 and t.logprob <= 0 for t in content)
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_an_over_long_prompt_is_refused_before_it_runs(llm: ServedLLM) -> None:
+    long_prompt = "the sky is blue. " * 60
+    with pytest.raises(openai.BadRequestError) as info:
+        llm.client.completions.create(model=ENDPOINT, prompt=long_prompt, max_tokens=8)
+    assert (info.value.code, info.value.param) == ("limit_exceeded", "prompt")
+    assert f"context of {MODEL_CONTEXT} tokens" in info.value.message
+
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": long_prompt}]
+    with pytest.raises(openai.BadRequestError) as chat_info:
+        llm.client.chat.completions.create(model=ENDPOINT, messages=messages, stream=True)
+    assert (chat_info.value.code, chat_info.value.param) == ("limit_exceeded", "messages")
+
+
+@pytest.mark.parametrize(
+    ("max_tokens", "words"),
+    [(200, f"leaves no room for a prompt in the model's context of {MODEL_CONTEXT}"),
+     (120, f"more than the model's context of {MODEL_CONTEXT} tokens"),
+     (600, "exceeds this endpoint's limit of 512")],
+)  # fmt: skip
+def test_max_tokens_beyond_the_context_or_the_limit_is_refused(
+    llm: ServedLLM, max_tokens: int, words: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        llm.client.completions.create(model=ENDPOINT, prompt=PROMPT, max_tokens=max_tokens)
+    assert info.value.code == "limit_exceeded"
+    assert words in info.value.message
+
+
+def test_refusals_have_openais_error_shape(llm: ServedLLM) -> None:
+    response = llm.http.post("/v1/completions", json={"model": ENDPOINT, "prompt": [1, 2]})
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "message": "prompt: token-id prompts are not supported; send the prompt as text",
+            "type": "invalid_request_error",
+            "param": "prompt",
+            "code": "invalid_input",
+        }
+    }
+    with pytest.raises(openai.NotFoundError) as info:
+        llm.client.completions.create(model="other", prompt=PROMPT, max_tokens=2)
+    assert info.value.param == "model"
+    wrong_method = llm.http.get("/v1/chat/completions")
+    assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "POST")
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    nowhere = llm.http.post("/v1/embeddings", json={})
+    assert (nowhere.status_code, nowhere.json()["error"]["code"]) == (404, "not_found")
+    greedy_n = llm.http.post(
+        "/v1/chat/completions",
+        json={"model": ENDPOINT, "messages": QUESTION, "n": 2, "temperature": 0},
+    )
+    assert (greedy_n.status_code, greedy_n.json()["error"]["param"]) == (400, "n")
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def long_stream(llm: ServedLLM) -> dict[str, Any]:
+    return {
+        "model": ENDPOINT,
+        "prompt": "the sky is",
+        "n": 4,
+        "max_tokens": 100,
+        "logit_bias": no_eos(llm),
+        "stream": True,
+    }
+
+
+def test_past_max_concurrency_the_answer_is_503_at_once(llm: ServedLLM) -> None:
+    with (
+        llm.http.stream("POST", "/v1/completions", json=long_stream(llm)) as first,
+        llm.http.stream("POST", "/v1/completions", json=long_stream(llm)) as second,
+    ):
+        assert (first.status_code, second.status_code) == (200, 200)
+        # Keep the line iterators: dropping one closes its connection (a disconnect).
+        readers = [first.iter_lines(), second.iter_lines()]
+        assert all(next(reader).startswith("data: {") for reader in readers)
+        assert llm.health()["in_flight"] == MAX_CONCURRENCY
+        refused = llm.http.post("/v1/completions", json=long_stream(llm))
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["error"]["code"] == "unavailable"
+        assert refused.json()["error"]["param"] == "max_concurrency"
+        # Refused without waiting for a slot: both streams are still generating.
+        assert llm.health()["in_flight"] == MAX_CONCURRENCY
+    llm.wait_idle()
+    ok = llm.client.completions.create(model=ENDPOINT, prompt=PROMPT, max_tokens=2)
+    assert ok.choices
+
+
+def test_a_client_leaving_mid_stream_stops_its_generation(llm: ServedLLM) -> None:
+    started = time.perf_counter()
+    llm.http.post("/v1/completions", json=long_stream(llm) | {"stream": False})
+    whole_s = time.perf_counter() - started  # how long the full generation takes
+    before = llm.health()["disconnects"]
+
+    with llm.http.stream("POST", "/v1/completions", json=long_stream(llm)) as response:
+        reader = response.iter_lines()
+        assert next(reader).startswith("data: {")
+        assert llm.health()["engine_requests"] == 4
+    freed_s = llm.wait_idle()  # the connection is closed here
+
+    assert llm.health()["disconnects"] == before + 1
+    assert freed_s < whole_s / 2, (freed_s, whole_s)
+
+
+def test_a_client_leaving_before_a_plain_response_stops_its_generation(llm: ServedLLM) -> None:
+    before = llm.health()["disconnects"]
+    body = long_stream(llm) | {"stream": False}
+    with (
+        httpx.Client(base_url=llm.url, timeout=0.3) as impatient,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        impatient.post("/v1/completions", json=body)
+    llm.wait_idle(timeout_s=5)
+    assert llm.health()["disconnects"] == before + 1
