@@ -95,51 +95,121 @@ def plan(
     return Plan(endpoints, protocols, replicas, internal_token)
 
 
-def start_ray(settings: Settings) -> None:
-    import ray
-    from ray import serve
+class RayServeTarget:
+    """Ray Serve as the thing the desired state is applied to.
 
-    if not ray.is_initialized():
-        if settings.ray_address:
-            ray.init(address=settings.ray_address, namespace="pavedpath", log_to_driver=False)
-        else:
-            # Ray's processes inherit an ignored SIGINT, so Ctrl-C in a terminal (sent to
-            # the whole process group) reaches only `paved serve`, which then drains.
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
+    Every method is idempotent: running applications with the same spec are left alone,
+    so re-applying after a crash converges instead of restarting replicas.
+    """
+
+    def __init__(self, settings: Settings, *, host: str, port: int, internal_token: str) -> None:
+        from serving.gateway.deployment import GatewaySpec
+
+        self.settings = settings
+        self.gateway_spec = GatewaySpec(
+            host=host, port=port, keys_uri=settings.tracking_uri, internal_token=internal_token
+        )
+
+    def start(self) -> None:
+        import ray
+        from ray import serve
+
+        if not ray.is_initialized():
+            if self.settings.ray_address:
                 ray.init(
-                    namespace="pavedpath",
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    _node_ip_address="127.0.0.1",
+                    address=self.settings.ray_address, namespace="pavedpath", log_to_driver=False
                 )
-            finally:
-                signal.signal(signal.SIGINT, previous)
-    serve.start(proxy_location="Disabled")
+            else:
+                # Ray's processes inherit an ignored SIGINT, so Ctrl-C in a terminal (sent
+                # to the whole process group) reaches only `paved serve`, which then drains.
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    ray.init(
+                        namespace="pavedpath",
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        _node_ip_address="127.0.0.1",
+                    )
+                finally:
+                    signal.signal(signal.SIGINT, previous)
+        serve.start(
+            proxy_location="Disabled",
+            logging_config={"enable_access_log": False, "log_level": "WARNING"},
+        )
 
+    def running_apps(self) -> dict[str, str]:
+        from ray import serve
 
-def deploy_replicas(p: Plan) -> list[str]:
-    """Start (or keep) one application per endpoint version; returns their names."""
-    from ray import serve
+        return {name: str(st.status) for name, st in serve.status().applications.items()}
 
-    from serving.replica import ModelReplica
+    def ensure_replicas(self, p: Plan, timeout_s: float = 600.0) -> list[str]:
+        """Start the applications the plan needs that are not running; wait for all."""
+        from ray import serve
 
-    names = []
-    for ep, spec in p.replicas:
-        name = deployment_app_name(spec.endpoint, spec.version)
-        env = LLM_ENV if spec.task == "text-generation" else {}
-        app = ModelReplica.options(  # type: ignore[attr-defined]
-            num_replicas=max(1, ep.spec.replicas.min),
-            max_ongoing_requests=spec.max_concurrency,
-            ray_actor_options={
-                "num_cpus": 0,
-                "num_gpus": ep.spec.resources.gpu,
-                "runtime_env": {"env_vars": env},
-            },
-        ).bind(spec)
-        serve._run(app, name=name, route_prefix=None, _blocking=False)
-        names.append(name)
-    return names
+        from serving.replica import ModelReplica
+
+        running = self.running_apps()
+        names = []
+        for ep, spec in p.replicas:
+            name = deployment_app_name(spec.endpoint, spec.version)
+            names.append(name)
+            if running.get(name) in ("RUNNING", "DEPLOYING"):
+                continue
+            env = LLM_ENV if spec.task == "text-generation" else {}
+            app = ModelReplica.options(  # type: ignore[attr-defined]
+                num_replicas=max(1, ep.spec.replicas.min),
+                max_ongoing_requests=spec.max_concurrency,
+                graceful_shutdown_timeout_s=60,
+                ray_actor_options={
+                    "num_cpus": 0,
+                    "num_gpus": ep.spec.resources.gpu,
+                    "runtime_env": {"env_vars": env},
+                },
+            ).bind(spec)
+            serve._run(app, name=name, route_prefix=None, _blocking=False)
+        wait_running(names, timeout_s)
+        return names
+
+    def apply_routes(self, p: Plan) -> None:
+        """Point every gateway replica at the plan's versions (in place, no restart).
+
+        Starts the gateway the first time. Returns once every gateway replica took the
+        routes, which it does only after the versions they name are reachable.
+        """
+        from ray import serve
+
+        from serving.gateway.deployment import GatewayIngress, RoutesConfig
+
+        routes = RoutesConfig(endpoints=p.endpoints, protocols=p.protocols)
+        app = GatewayIngress.options(  # type: ignore[attr-defined]
+            user_config=routes.model_dump(mode="json"), graceful_shutdown_timeout_s=60
+        ).bind(self.gateway_spec)
+        serve._run(app, name=GATEWAY_APP, route_prefix=None, _blocking=True)
+
+    def remove(self, names: list[str]) -> None:
+        """Delete applications; their replicas drain in-flight requests before stopping."""
+        from ray import serve
+
+        for name in names:
+            serve.delete(name, _blocking=True)
+
+    def model_apps(self) -> list[str]:
+        return [n for n in self.running_apps() if n != GATEWAY_APP]
+
+    def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+        """Stop taking requests, let those in flight finish, then stop Serve and Ray."""
+        import ray
+        from ray import serve
+
+        if not ray.is_initialized():
+            return
+        try:
+            handle = serve.get_app_handle(GATEWAY_APP)
+            handle.drain.remote(drain_timeout_s).result(timeout_s=drain_timeout_s + 5)
+        except Exception:  # nothing to drain if the gateway never started, or Ray is gone
+            log.info("no gateway to drain")
+        serve.shutdown()
+        ray.shutdown()
 
 
 def wait_running(names: list[str], timeout_s: float = 600.0) -> None:
@@ -162,37 +232,3 @@ def wait_running(names: list[str], timeout_s: float = 600.0) -> None:
             raise Unavailable(f"applications not running after {timeout_s:.0f}s: {sorted(pending)}")
         if pending:
             time.sleep(0.5)
-
-
-def deploy_gateway(p: Plan, settings: Settings, *, host: str, port: int) -> None:
-    """Start the gateway application and wait until it serves."""
-    from ray import serve
-
-    from serving.gateway.deployment import GatewayIngress, GatewaySpec
-
-    spec = GatewaySpec(
-        host=host,
-        port=port,
-        keys_uri=settings.tracking_uri,
-        endpoints=p.endpoints,
-        protocols=p.protocols,
-        internal_token=p.internal_token,
-    )
-    app = GatewayIngress.bind(spec)  # type: ignore[attr-defined]
-    serve._run(app, name=GATEWAY_APP, route_prefix=None, _blocking=True)
-
-
-def drain_and_shutdown(timeout_s: float = 30.0) -> None:
-    """Stop taking requests, let those in flight finish, then stop Serve and Ray."""
-    import ray
-    from ray import serve
-
-    if not ray.is_initialized():
-        return
-    try:
-        handle = serve.get_app_handle(GATEWAY_APP)
-        handle.drain.remote(timeout_s).result(timeout_s=timeout_s + 5)
-    except Exception:  # nothing to drain if the gateway never started, or Ray is gone
-        log.info("no gateway to drain")
-    serve.shutdown()
-    ray.shutdown()

@@ -40,15 +40,17 @@ def serve(
     endpoints = load_endpoints(manifests)
     from serving.internal_auth import new_token
 
-    plan = deploy.plan(endpoints, c.registry, c.settings, internal_token=new_token())
+    token = new_token()
+    plan = deploy.plan(endpoints, c.registry, c.settings, internal_token=token)
     out.console.print(f"starting Ray Serve with {len(plan.replicas)} model replica set(s) …")
-    deploy.start_ray(c.settings)
+    target = deploy.RayServeTarget(c.settings, host=host, port=port, internal_token=token)
+    target.start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        deploy.wait_running(deploy.deploy_replicas(plan))
-        deploy.deploy_gateway(plan, c.settings, host=host, port=port)
+        target.ensure_replicas(plan)
+        target.apply_routes(plan)
         base = f"http://{host}:{port}"
         out.console.print(f"[bold]gateway[/bold] {base}")
         for ep in endpoints:
@@ -63,5 +65,5 @@ def serve(
         stop.wait()
     finally:
         out.console.print("draining …")
-        deploy.drain_and_shutdown()
+        target.shutdown()
         out.console.print("stopped")

@@ -17,7 +17,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from paved.errors import InvalidInput, LimitExceeded, NotFound, PavedError, PermissionDenied
+from paved.errors import (
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    PavedError,
+    PermissionDenied,
+    Unavailable,
+)
 from paved.schemas import Role
 from serving.backends.base import Receive, Scope, Send
 from serving.gateway import asgi, forward
@@ -79,10 +86,30 @@ class Gateway:
     # ------------------------------------------------------------ lifecycle
 
     def update_routes(self, routes: RouteTable) -> None:
-        """Swap the route table atomically (the reconciler calls this)."""
+        """Swap the route table at once (start-up, tests with static directories)."""
         for name, route in routes.routes.items():
             for v in route.versions:
                 self.directory.watch(name, v)
+        self._install(routes)
+
+    async def apply_routes(self, routes: RouteTable, timeout_s: float = 60.0) -> None:
+        """Swap the route table once every version it names has a reachable replica.
+
+        Until then the old table keeps serving, so a version switch never sends a
+        request to a version the gateway cannot reach yet.
+        """
+        needed = [(n, v) for n, r in routes.routes.items() for v in r.versions]
+        for name, v in needed:
+            self.directory.watch(name, v)
+        deadline = time.monotonic() + timeout_s
+        while not all(self.directory.ready(n, v) for n, v in needed):
+            if time.monotonic() > deadline:
+                missing = [f"{n} v{v}" for n, v in needed if not self.directory.ready(n, v)]
+                raise Unavailable(f"no ready replica for {', '.join(missing)}; routes unchanged")
+            await asyncio.sleep(0.05)
+        self._install(routes)
+
+    def _install(self, routes: RouteTable) -> None:
         self.routes = routes
         self.metrics.bound(
             endpoints=routes.routes,

@@ -19,14 +19,22 @@ from serving.gateway.routing import Protocol
 log = logging.getLogger("ray.serve")
 
 
+class RoutesConfig(BaseModel):
+    """The gateway's route table as Serve ``user_config``: changing it reconfigures every
+    gateway replica in place (no restart), which is how the reconciler moves traffic."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoints: list[Endpoint]
+    protocols: dict[str, Protocol]
+
+
 class GatewaySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str = "127.0.0.1"
     port: int = 8000
     keys_uri: str
-    endpoints: list[Endpoint]
-    protocols: dict[str, Protocol]
     max_body_bytes: int = 1 << 20
     max_header_bytes: int = 16 << 10
     max_inflight: int = 1024
@@ -45,7 +53,7 @@ class GatewayIngress:
 
         store = KeyStore(spec.keys_uri)
         self.gateway = Gateway(
-            routes=RouteTable.from_endpoints(spec.endpoints, spec.protocols),
+            routes=RouteTable(),
             directory=ServeDirectory(asyncio.get_running_loop()),
             keys=KeyCache(store.snapshot),
             limits=GatewayLimits(
@@ -62,10 +70,13 @@ class GatewayIngress:
         await self.server.wait_started()
         log.info("gateway serving on %s", self.server.address)
 
-    def update_routes(self, endpoints: list[Endpoint], protocols: dict[str, Protocol]) -> None:
+    async def reconfigure(self, config: dict[str, object]) -> None:
         from serving.gateway.routing import RouteTable
 
-        self.gateway.update_routes(RouteTable.from_endpoints(endpoints, protocols))
+        routes = RoutesConfig.model_validate(config)
+        await self.gateway.apply_routes(
+            RouteTable.from_endpoints(routes.endpoints, routes.protocols)
+        )
 
     def ready(self) -> bool:
         return self.gateway.all_ready()

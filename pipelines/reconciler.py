@@ -1,0 +1,237 @@
+"""The reconciler: make serving match what Git says, one environment at a time.
+
+Each pass reads the manifests at the repository's head, validates every endpoint
+(schema, file name, environment, owner team, versions in the registry, digests), and
+applies the valid ones to the serving target declaratively: new versions' replicas are
+started and ready before any traffic moves, the gateway's routes are swapped in place,
+and replicas no endpoint needs any more are removed last (they drain in-flight requests
+as they stop). An invalid manifest is refused for its endpoint alone, with a status
+that says why, and that endpoint keeps serving what it served before. The commit
+applied is recorded only after a complete pass, and an older commit is never applied:
+a rollback is a new commit. Every step is idempotent, so a pass killed half way
+converges when run again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from paved.errors import Conflict, InvalidInput, PavedError
+from paved.manifest import Endpoint
+from paved.settings import Settings
+from registry.service import Registry
+from serving.deploy import Plan, plan
+from serving.gateway.directory import deployment_app_name
+
+log = logging.getLogger(__name__)
+
+
+class ManifestSource(Protocol):
+    """Read access to the GitOps repository."""
+
+    def head(self) -> str: ...
+
+    def is_ancestor(self, older: str, newer: str) -> bool: ...
+
+    def endpoint_files(self, commit: str, env: str) -> dict[str, str]: ...
+
+    def teams(self, commit: str) -> set[str]: ...
+
+
+class ServingTarget(Protocol):
+    """What the reconciler changes (``serving.deploy.RayServeTarget`` in production)."""
+
+    def ensure_replicas(self, p: Plan) -> list[str]: ...
+
+    def apply_routes(self, p: Plan) -> None: ...
+
+    def model_apps(self) -> list[str]: ...
+
+    def remove(self, names: list[str]) -> None: ...
+
+
+class EndpointStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str
+    status: Literal["applied", "unchanged", "refused", "removed"]
+    reason: str = ""
+    rule: str | None = None
+
+
+class AppliedState(BaseModel):
+    """What the last complete pass applied: the commit and each endpoint's manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str
+    commit: str | None = None
+    applied_at: datetime | None = None
+    endpoints: dict[str, Endpoint] = Field(default_factory=dict)
+
+
+class ReconcileReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    env: str
+    commit: str
+    previous_commit: str | None
+    statuses: list[EndpointStatus]
+
+    @property
+    def refused(self) -> list[EndpointStatus]:
+        return [s for s in self.statuses if s.status == "refused"]
+
+
+class StateStore:
+    """Applied state per environment, as JSON under ``PAVED_HOME/reconciler/``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, env: str) -> Path:
+        return self.root / f"{env}.json"
+
+    def load(self, env: str) -> AppliedState:
+        path = self._path(env)
+        if not path.exists():
+            return AppliedState(env=env)
+        return AppliedState.model_validate_json(path.read_text())
+
+    def save(self, state: AppliedState) -> None:
+        """Write atomically: a crash leaves the old state or the new, never half."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{state.env}.")
+        with os.fdopen(fd, "w") as f:
+            f.write(state.model_dump_json(indent=1))
+        os.replace(tmp, self._path(state.env))
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        source: ManifestSource,
+        registry: Registry,
+        target: ServingTarget,
+        state: StateStore,
+        settings: Settings,
+        env: str,
+        internal_token: str,
+        on_applied: Callable[[Endpoint, str], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.registry = registry
+        self.target = target
+        self.state = state
+        self.settings = settings
+        self.env = env
+        self.internal_token = internal_token
+        self.on_applied = on_applied
+
+    def once(self) -> ReconcileReport:
+        """One pass: validate head, apply what is valid, record the commit."""
+        head = self.source.head()
+        applied = self.state.load(self.env)
+        if (
+            applied.commit
+            and applied.commit != head
+            and not self.source.is_ancestor(applied.commit, head)
+        ):
+            raise Conflict(
+                f"head {head[:12]} does not descend from the applied commit "
+                f"{applied.commit[:12]}; the reconciler never applies an older commit "
+                "(roll back with a new commit: `paved rollback`)",
+                rule="no_going_back",
+            )
+        desired, statuses = self._desired(head, applied)
+        p = plan(list(desired.values()), self.registry, self.settings, self.internal_token)
+        self.target.ensure_replicas(p)
+        self.target.apply_routes(p)
+        wanted = {deployment_app_name(spec.endpoint, spec.version) for _, spec in p.replicas}
+        stale = [name for name in self.target.model_apps() if name not in wanted]
+        if stale:
+            self.target.remove(stale)
+        self.state.save(
+            AppliedState(env=self.env, commit=head, applied_at=datetime.now(UTC), endpoints=desired)
+        )
+        if self.on_applied is not None:
+            for s in statuses:
+                if s.status == "applied":
+                    self.on_applied(desired[s.endpoint], head)
+        return ReconcileReport(
+            env=self.env, commit=head, previous_commit=applied.commit, statuses=statuses
+        )
+
+    def _desired(
+        self, head: str, applied: AppliedState
+    ) -> tuple[dict[str, Endpoint], list[EndpointStatus]]:
+        files = self.source.endpoint_files(head, self.env)
+        teams = self.source.teams(head)
+        desired: dict[str, Endpoint] = {}
+        statuses: list[EndpointStatus] = []
+        for filename, text in sorted(files.items()):
+            name = Path(filename).stem
+            try:
+                ep = self._validate(name, text, teams)
+            except PavedError as exc:
+                statuses.append(
+                    EndpointStatus(
+                        endpoint=name, status="refused", reason=exc.message, rule=exc.rule
+                    )
+                )
+                if name in applied.endpoints:  # serving stays exactly as it was
+                    desired[name] = applied.endpoints[name]
+                continue
+            desired[name] = ep
+            same = applied.endpoints.get(name) == ep
+            statuses.append(
+                EndpointStatus(endpoint=name, status="unchanged" if same else "applied")
+            )
+        for name in sorted(set(applied.endpoints) - {Path(f).stem for f in files}):
+            statuses.append(EndpointStatus(endpoint=name, status="removed"))
+        return desired, statuses
+
+    def _validate(self, name: str, text: str, teams: set[str]) -> Endpoint:
+        try:
+            doc = yaml.safe_load(text)
+            ep = Endpoint.model_validate(doc)
+        except yaml.YAMLError as exc:
+            raise InvalidInput(f"not valid YAML: {exc}", rule="manifest_yaml") from exc
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(document)"
+            raise InvalidInput(f"{where}: {first['msg']}", rule="manifest_schema") from exc
+        if ep.name != name:
+            raise InvalidInput(
+                f"metadata.name {ep.name!r} does not match the file name {name!r}",
+                rule="manifest_name",
+            )
+        if ep.metadata.env != self.env:
+            raise InvalidInput(
+                f"metadata.env {ep.metadata.env!r} does not match environment {self.env!r}",
+                rule="manifest_env",
+            )
+        if ep.metadata.team not in teams:
+            raise InvalidInput(
+                f"team {ep.metadata.team!r} has no teams/{ep.metadata.team}.yaml",
+                rule="unknown_team",
+            )
+        p = plan([ep], self.registry, self.settings, self.internal_token)
+        for _, spec in p.replicas:  # every version's files must verify before it serves
+            self.registry.fetch(f"{spec.model_name}/{spec.version}")
+        return ep
+
+
+def report_json(report: ReconcileReport) -> str:
+    return json.dumps(report.model_dump(mode="json"), indent=2)
