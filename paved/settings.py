@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         default="127.0.0.1",
         description="Address model replicas bind; 'auto' uses each node's IP (clusters).",
     )
+    reconcile_interval_s: float = Field(
+        default=5.0, gt=0, description="How often `paved serve --env` polls the GitOps repo."
+    )
     max_name_length: int = Field(default=64, ge=1, le=255)
 
     @field_validator("home", mode="after")
@@ -91,6 +94,16 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """Verified model downloads."""
         return self.home / "cache"
+
+    @property
+    def gitops_dir(self) -> Path:
+        """The GitOps repository (a local repo, or the clone of PAVED_GITOPS_REMOTE)."""
+        return self.home / "gitops"
+
+    @property
+    def reconciler_dir(self) -> Path:
+        """What the reconciler applied, per environment."""
+        return self.home / "reconciler"
 
     @property
     def work_dir(self) -> Path:

@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from paved.errors import InvalidInput, NotFound, Unavailable
 from paved.manifest import Endpoint
@@ -20,6 +21,9 @@ from registry.service import Registry
 from serving.gateway.directory import deployment_app_name
 from serving.gateway.routing import Protocol
 from serving.replica import ReplicaSpec
+
+if TYPE_CHECKING:
+    from serving.gateway.deployment import GatewaySpec
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +113,33 @@ class RayServeTarget:
         self.gateway_spec = GatewaySpec(
             host=host, port=port, keys_uri=settings.tracking_uri, internal_token=internal_token
         )
+
+    @classmethod
+    def join(cls, settings: Settings) -> RayServeTarget:
+        """Attach to the cluster a running `paved serve` started (or PAVED_RAY_ADDRESS)."""
+        import ray
+        from ray import serve
+
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=settings.ray_address or "auto",
+                    namespace="pavedpath",
+                    log_to_driver=False,
+                )
+            except ConnectionError as exc:
+                raise Unavailable(
+                    "no running Ray cluster: start `paved serve --env ENV` first "
+                    "(or set PAVED_RAY_ADDRESS)"
+                ) from exc
+        try:
+            gateway = serve.get_app_handle(GATEWAY_APP)
+            token = str(gateway.internal_token.remote().result(timeout_s=30))
+        except Exception as exc:
+            raise Unavailable("no Pavedpath gateway is running in this Ray cluster") from exc
+        target = cls(settings, host="127.0.0.1", port=0, internal_token=token)
+        target.gateway_spec = serve_gateway_spec(gateway)
+        return target
 
     def start(self) -> None:
         import ray
@@ -210,6 +241,14 @@ class RayServeTarget:
             log.info("no gateway to drain")
         serve.shutdown()
         ray.shutdown()
+
+
+def serve_gateway_spec(gateway: object) -> GatewaySpec:
+    """The spec the running gateway was started with, so a re-apply changes only routes."""
+    from serving.gateway.deployment import GatewaySpec
+
+    raw = gateway.spec.remote().result(timeout_s=30)  # type: ignore[attr-defined]
+    return GatewaySpec.model_validate(raw)
 
 
 def wait_running(names: list[str], timeout_s: float = 600.0) -> None:

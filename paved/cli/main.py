@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from paved.cli import demo, keys, models, serve
+from paved.cli import demo, keys, models, reconcile, serve
 from paved.cli import output as out
 from paved.cli.context import CliContext
 from paved.errors import PavedError
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.command("serve")(serve.serve)
+app.command("reconcile")(reconcile.reconcile)
 app.command("demo")(demo.demo)
 app.command("ui")(demo.ui)
 

@@ -30,13 +30,12 @@ def serve(
     from serving import deploy
 
     c: CliContext = ctx.obj
+    if (env is None) == (manifests is None):
+        raise InvalidInput("give exactly one of --manifests DIR or --env ENV", rule="manifests")
     if env is not None:
-        raise InvalidInput(
-            "--env needs the GitOps reconciler, which is not built yet; use --manifests DIR",
-            rule="not_available",
-        )
-    if manifests is None:
-        raise InvalidInput("give --manifests DIR", rule="manifests")
+        _serve_env(c, env, host, port)
+        return
+    assert manifests is not None
     endpoints = load_endpoints(manifests)
     from serving.internal_auth import new_token
 
@@ -63,6 +62,33 @@ def serve(
             out.console.print(f"  {ep.name}: {ep.spec.model} v{ep.spec.champion.version} → {url}")
         out.console.print("serving; Ctrl-C or SIGTERM drains in-flight requests and stops")
         stop.wait()
+    finally:
+        out.console.print("draining …")
+        target.shutdown()
+        out.console.print("stopped")
+
+
+def _serve_env(c: CliContext, env: str, host: str, port: int) -> None:
+    """The gateway plus a reconciler loop that applies the GitOps repo's head for ENV."""
+    from paved.cli.reconcile import build_reconciler, print_report
+    from paved.errors import PavedError
+    from serving import deploy
+    from serving.internal_auth import new_token
+
+    target = deploy.RayServeTarget(c.settings, host=host, port=port, internal_token=new_token())
+    target.start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    rec = build_reconciler(c, env, target)
+    try:
+        out.console.print(f"[bold]gateway[/bold] http://{host}:{port} (environment {env})")
+        while not stop.is_set():
+            try:
+                print_report(rec.once(), out.Format.table)  # type: ignore[attr-defined]
+            except PavedError as exc:
+                out.err_console.print(f"reconcile: [{exc.code}] {exc.message}", markup=False)
+            stop.wait(c.settings.reconcile_interval_s)
     finally:
         out.console.print("draining …")
         target.shutdown()

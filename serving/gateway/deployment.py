@@ -51,6 +51,8 @@ class GatewayIngress:
         from serving.http_server import EmbeddedServer
         from serving.keys import KeyStore
 
+        self._token = spec.internal_token
+        self._spec = spec
         store = KeyStore(spec.keys_uri)
         self.gateway = Gateway(
             routes=RouteTable(),
@@ -77,6 +79,13 @@ class GatewayIngress:
         await self.gateway.apply_routes(
             RouteTable.from_endpoints(routes.endpoints, routes.protocols)
         )
+
+    def spec(self) -> dict[str, object]:
+        return self._spec.model_dump()
+
+    def internal_token(self) -> str:
+        """For a reconciler joining the cluster: replicas it starts must accept the gateway."""
+        return self._token
 
     def ready(self) -> bool:
         return self.gateway.all_ready()
