@@ -8,11 +8,14 @@ applications are never redeployed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from paved.errors import InvalidInput, NotFound, Unavailable
 from paved.manifest import Endpoint
@@ -187,7 +190,7 @@ class RayServeTarget:
             if running.get(name) in ("RUNNING", "DEPLOYING"):
                 continue
             env = LLM_ENV if spec.task == "text-generation" else {}
-            app = ModelReplica.options(  # type: ignore[attr-defined]
+            dep = ModelReplica.options(  # type: ignore[attr-defined]
                 num_replicas=max(1, ep.spec.replicas.min),
                 max_ongoing_requests=spec.max_concurrency,
                 graceful_shutdown_timeout_s=60,
@@ -196,7 +199,8 @@ class RayServeTarget:
                     "num_gpus": ep.spec.resources.gpu,
                     "runtime_env": {"env_vars": env},
                 },
-            ).bind(spec)
+            )
+            app = pinned(dep, spec_version(spec)).bind(spec)
             serve._run(app, name=name, route_prefix=None, _blocking=False)
         wait_running(names, timeout_s)
         return names
@@ -212,9 +216,12 @@ class RayServeTarget:
         from serving.gateway.deployment import GatewayIngress, RoutesConfig
 
         routes = RoutesConfig(endpoints=p.endpoints, protocols=p.protocols)
-        app = GatewayIngress.options(  # type: ignore[attr-defined]
+        dep = GatewayIngress.options(  # type: ignore[attr-defined]
             user_config=routes.model_dump(mode="json"), graceful_shutdown_timeout_s=60
-        ).bind(self.gateway_spec)
+        )
+        # Same spec, same version: Serve applies the new routes (user_config) to the
+        # running gateway replicas in place instead of replacing them.
+        app = pinned(dep, spec_version(self.gateway_spec)).bind(self.gateway_spec)
         serve._run(app, name=GATEWAY_APP, route_prefix=None, _blocking=True)
 
     def remove(self, names: list[str]) -> None:
@@ -241,6 +248,26 @@ class RayServeTarget:
             log.info("no gateway to drain")
         serve.shutdown()
         ray.shutdown()
+
+
+def spec_version(spec: BaseModel) -> str:
+    """A deployment version derived from its init spec (Pavedpath's version included)."""
+    from importlib.metadata import version
+
+    payload = f"{version('pavedpath')}:{spec.model_dump_json()}"
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def pinned(deployment: Any, version: str) -> Any:
+    """Give a deployment a stable code version.
+
+    Ray 2.60 removed ``options(version=...)``, yet its imperative deploy path still
+    reads ``Deployment._version`` (a random one otherwise, which turns every update into
+    a full replacement). tests/integration/pipelines/test_reconcile_live.py fails if a
+    Ray upgrade changes this.
+    """
+    deployment._version = version
+    return deployment
 
 
 def serve_gateway_spec(gateway: object) -> GatewaySpec:
