@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -79,6 +80,9 @@ class ModelStore(Protocol):
     def get_version(self, name: str, version: int) -> StoredVersion | None: ...
     def get_version_by_alias(self, name: str, alias: str) -> StoredVersion | None: ...
     def set_alias(self, name: str, alias: str, version: int) -> None: ...
+    def set_version_tags(
+        self, name: str, version: int, tags: dict[str, str], remove: Iterable[str] = ()
+    ) -> None: ...
     def delete_alias(self, name: str, alias: str) -> None: ...
     def list_versions(self, name: str) -> list[StoredVersion]: ...
     def list_models(self) -> list[StoredModel]: ...
@@ -218,6 +222,15 @@ class MlflowStore:
 
     def delete_alias(self, name: str, alias: str) -> None:
         self.client.delete_registered_model_alias(name, alias)
+
+    def set_version_tags(
+        self, name: str, version: int, tags: dict[str, str], remove: Iterable[str] = ()
+    ) -> None:
+        """Set tags on a model version and delete the ``remove`` keys (absent ones ignored)."""
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, str(version), key, value)
+        for key in remove:
+            self.client.delete_model_version_tag(name, str(version), key)
 
     def list_versions(self, name: str) -> list[StoredVersion]:
         out: list[StoredVersion] = []

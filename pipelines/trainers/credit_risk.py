@@ -18,6 +18,7 @@ import numpy.typing as npt
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from evaluation.metrics import classification_metrics, log_loss
 from evaluation.profile import DataProfile, FeatureProfile, categorical_profile, numeric_profile
 from pipelines.models.credit_codec import EncodedBatch
 from pipelines.models.credit_features import fit_feature_specs
@@ -65,54 +66,6 @@ class TrainingConfig(BaseModel):
         "so an unseen category at serving time gets a trained embedding.",
     )
     patience: int = Field(default=4, ge=1, description="Epochs without improvement before stop.")
-
-
-def roc_auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
-    """Area under the ROC curve by the trapezoidal rule over distinct score thresholds.
-
-    Tied scores form one step of the curve (counted as half a win, as Mann-Whitney
-    does). Undefined without both classes, so that raises instead of returning 0.5.
-    """
-    y = np.asarray(labels, dtype=np.float64)
-    s = np.asarray(scores, dtype=np.float64)
-    positives = float(y.sum())
-    negatives = float(y.size - positives)
-    if positives == 0 or negatives == 0:
-        raise ValueError("AUC needs both classes")
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    last_of_group = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
-    tpr = np.r_[0.0, np.cumsum(y)[last_of_group] / positives]
-    fpr = np.r_[0.0, np.cumsum(1.0 - y)[last_of_group] / negatives]
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
-
-
-def log_loss(labels: Floats, probs: Floats, eps: float = 1e-7) -> float:
-    p = np.clip(probs, eps, 1.0 - eps)
-    return float(-np.mean(labels * np.log(p) + (1.0 - labels) * np.log1p(-p)))
-
-
-def expected_calibration_error(labels: Floats, probs: Floats, bins: int = 10) -> float:
-    """Mean |observed rate - mean prediction| over equal-width bins, weighted by bin size."""
-    idx = np.minimum((probs * bins).astype(np.int64), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = idx == b
-        if mask.any():
-            total += mask.sum() * abs(labels[mask].mean() - probs[mask].mean())
-    return float(total / labels.size)
-
-
-def classification_metrics(labels: Floats, probs: Floats) -> dict[str, float]:
-    """Held-out metrics the registry logs and promotion gates compare."""
-    return {
-        "auc": roc_auc(labels, probs),
-        "accuracy": float(np.mean((probs >= 0.5) == (labels == 1))),
-        "log_loss": log_loss(labels, probs),
-        "brier": float(np.mean((probs - labels) ** 2)),
-        "ece": expected_calibration_error(labels, probs),
-        "base_rate": float(labels.mean()),
-    }
 
 
 def reference_profile(frame: CreditFrame) -> DataProfile:

@@ -18,18 +18,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from evaluation.metrics import roc_auc
 from paved.errors import InvalidInput
 from pipelines.models import credit_codec, credit_features, credit_risk
 from pipelines.models.credit_risk import CONFIG_FILE, WEIGHTS_FILE, CreditRiskModel, load
 from pipelines.trainers import credit_data
 from pipelines.trainers.base import TrainResult
 from pipelines.trainers.credit_data import FEATURE_KINDS, FEATURES, generate, make_splits
-from pipelines.trainers.credit_risk import (
-    classification_metrics,
-    expected_calibration_error,
-    roc_auc,
-    train,
-)
+from pipelines.trainers.credit_risk import train
 
 pytestmark = pytest.mark.unit
 
@@ -131,48 +127,6 @@ def test_reference_profile_covers_every_raw_feature(trained: TrainResult) -> Non
     prior_default = profile.features["prior_default"]
     assert prior_default.kind == "categorical"
     assert set(prior_default.frequencies) == {"False", "True"}
-
-
-# --- metrics -----------------------------------------------------------------------------
-
-
-def _mann_whitney_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """P(score of a positive > score of a negative), ties counted half, by brute force."""
-    pos = scores[labels == 1][:, None]
-    neg = scores[labels == 0][None, :]
-    return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size))
-
-
-@pytest.mark.parametrize("seed", range(8))
-def test_roc_auc_matches_mann_whitney_with_ties(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(20, 400))
-    labels = (rng.random(n) < rng.uniform(0.1, 0.9)).astype(np.int64)
-    labels[:2] = [0, 1]
-    scores = np.round(rng.random(n) + 0.3 * labels, decimals=int(rng.integers(1, 4)))
-    assert roc_auc(labels, scores) == pytest.approx(_mann_whitney_auc(labels, scores), abs=1e-12)
-
-
-def test_roc_auc_edge_cases() -> None:
-    y = np.array([0, 0, 1, 1])
-    assert roc_auc(y, [0.1, 0.2, 0.8, 0.9]) == 1.0
-    assert roc_auc(y, [0.9, 0.8, 0.2, 0.1]) == 0.0
-    assert roc_auc(y, [0.5, 0.5, 0.5, 0.5]) == 0.5
-    with pytest.raises(ValueError, match="both classes"):
-        roc_auc([1, 1], [0.2, 0.3])
-
-
-def test_calibration_and_loss_metrics_on_known_values() -> None:
-    labels = np.array([1.0] * 20 + [0.0] * 80)
-    constant = np.full(100, 0.2)
-    assert expected_calibration_error(labels, constant) == pytest.approx(0.0)
-    m = classification_metrics(labels, constant)
-    assert m["brier"] == pytest.approx(0.2 * 0.8)
-    assert m["log_loss"] == pytest.approx(-(0.2 * math.log(0.2) + 0.8 * math.log(0.8)))
-    assert m["accuracy"] == pytest.approx(0.8)
-    assert m["auc"] == 0.5
-    # Predicting 0.6 for a group that defaults 20% of the time is off by 0.4.
-    assert expected_calibration_error(labels, np.full(100, 0.6)) == pytest.approx(0.4)
 
 
 # --- the saved model ---------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""Offline evaluation suites: one per task, each run on a verified local model directory.
+
+``run_suite`` is the entry point: it resolves the reference to an exact version,
+fetches it through the registry (every file's digest checked before anything loads
+it) and hands the directory to the suite for the version's lineage task. Suites are
+imported on first use, so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evaluation.report import EvalReport
+from paved.errors import InvalidInput
+from paved.names import ModelRef
+from registry.schemas import ModelVersionDetail
+
+if TYPE_CHECKING:
+    from registry.service import Registry
+
+Suite = Callable[[Path, ModelVersionDetail], EvalReport]
+
+# task -> module whose ``evaluate(model_dir, detail)`` implements the suite
+SUITE_MODULES: dict[str, str] = {
+    "text-generation": "evaluation.suites.text_generation",
+    "tabular-classification": "evaluation.suites.tabular",
+}
+
+
+def suite_for(task: str) -> Suite:
+    """The suite that evaluates versions of ``task``."""
+    module = SUITE_MODULES.get(task)
+    if module is None:
+        raise InvalidInput(
+            f"no offline evaluation suite for task {task!r}; suites exist for "
+            f"{', '.join(sorted(SUITE_MODULES))}",
+            rule="suite_task",
+        )
+    suite: Suite = importlib.import_module(module).evaluate
+    return suite
+
+
+def run_suite(registry: Registry, ref: ModelRef | str) -> EvalReport:
+    """Fetch and verify a version, then evaluate it with the suite for its task."""
+    detail = registry.describe(ref)
+    suite = suite_for(detail.lineage.task)
+    return suite(registry.fetch(detail.ref), detail)
