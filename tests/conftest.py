@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from paved.settings import Settings
 PG_ADMIN_DSN = os.environ.get("PAVED_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def _pg_admin():  # type: ignore[no-untyped-def]
+def _pg_admin() -> Any:
     import psycopg
 
     return psycopg.connect(PG_ADMIN_DSN, connect_timeout=5, autocommit=True)
@@ -72,7 +73,9 @@ def write_model_dir(path: Path, *, seed: int = 0, extra: dict[str, str] | None =
     """A small, safe model directory: safetensors weights and a JSON config."""
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    save_file({"w": rng.standard_normal((8, 8)).astype(np.float32)}, str(path / "model.safetensors"))
+    save_file(
+        {"w": rng.standard_normal((8, 8)).astype(np.float32)}, str(path / "model.safetensors")
+    )
     (path / "config.json").write_text(json.dumps({"hidden": 8, "seed": seed}))
     for rel, content in (extra or {}).items():
         (path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -89,8 +89,10 @@ def test_list_and_history(home: Path) -> None:
         (["models", "show", "credit-risk@Champion"], "alias_charset"),
         (["models", "register", "m2", "--source", "file:///etc/passwd"], "source_local_path"),
         (["models", "register", "m2", "--source", "/etc"], "source_local_path"),
-        (["models", "register", "m2", "--source", "http://169.254.169.254/x"],
-         "source_internal_host"),
+        (
+            ["models", "register", "m2", "--source", "http://169.254.169.254/x"],
+            "source_internal_host",
+        ),
         (["models", "register", "m2", "--source", "s3://bucket/x"], "source_scheme"),
         (["models", "alias", "set", "credit-risk", "champion", "1"], "protected_alias"),
         (["models", "alias", "set", "credit-risk", "v1", "1"], "alias_reserved"),

@@ -33,8 +33,15 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _paved(home: Path, *args: str, timeout: float = 900) -> str:
-    r = subprocess.run([*PAVED, *args], capture_output=True, text=True, env=_env(home),
-                       timeout=timeout, check=False, cwd=ROOT)
+    r = subprocess.run(
+        [*PAVED, *args],
+        capture_output=True,
+        text=True,
+        env=_env(home),
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, (args, r.stdout, r.stderr)
     return r.stdout
 
@@ -52,9 +59,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     port = free_port()
     log = (home / "serve.log").open("w")
     proc = subprocess.Popen(
-        [*PAVED, "serve", "--manifests", str(ROOT / "examples" / "endpoints"), "--port",
-         str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env=_env(home), cwd=ROOT,
+        [*PAVED, "serve", "--manifests", str(ROOT / "examples" / "endpoints"), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env(home),
+        cwd=ROOT,
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -91,31 +100,45 @@ def test_openai_sdk_completions_and_chat(stack) -> None:
     assert raw.headers["x-paved-cohort"] == "champion"
     first = raw.parse()
     assert first.choices[0].text.strip()
-    assert first.usage is not None and first.usage.completion_tokens >= 1
+    assert first.usage is not None
+    assert first.usage.completion_tokens >= 1
     again = client.completions.create(
         model="chat", prompt="Q: what color is the sky? A:", max_tokens=8, temperature=0
     )
     assert again.choices[0].text == first.choices[0].text
     chat = client.chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "what color is the sky?"}],
-        max_tokens=8, temperature=0,
+        model="chat",
+        messages=[{"role": "user", "content": "what color is the sky?"}],
+        max_tokens=8,
+        temperature=0,
     )
     assert chat.choices[0].message.content
 
 
 def test_openai_sdk_streaming_with_usage(stack) -> None:
     client = openai.OpenAI(base_url=stack["base"] + "/v1", api_key=stack["app"])
-    chunks = list(client.completions.create(
-        model="chat", prompt="Q: what does a cow say? A:", max_tokens=16, temperature=0,
-        stream=True, stream_options={"include_usage": True},
-    ))
+    chunks = list(
+        client.completions.create(
+            model="chat",
+            prompt="Q: what does a cow say? A:",
+            max_tokens=16,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].text for c in chunks if c.choices)
     assert text.strip()
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 1
-    chat = list(client.chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "what does a cow say?"}],
-        max_tokens=8, stream=True,
-    ))
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens >= 1
+    chat = list(
+        client.chat.completions.create(
+            model="chat",
+            messages=[{"role": "user", "content": "what does a cow say?"}],
+            max_tokens=8,
+            stream=True,
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chat if c.choices)
 
 
@@ -124,7 +147,8 @@ def test_tritonclient_predictions(stack) -> None:
 
     client = triton.InferenceServerClient(stack["base"].removeprefix("http://"))
     headers = {"authorization": f"Bearer {stack['app']}"}
-    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_server_live()
+    assert client.is_server_ready()
     meta = client.get_model_metadata("risk", headers=headers)
     frame = generate(100, seed=11)
     inputs = []
@@ -134,12 +158,19 @@ def test_tritonclient_predictions(stack) -> None:
         tensor = triton.InferInput(spec["name"], list(arr.shape), spec["datatype"])
         tensor.set_data_from_numpy(arr)  # tritonclient's default: binary tensors
         inputs.append(tensor)
-    binary = client.infer("risk", inputs, headers=headers,
-                          outputs=[triton.InferRequestedOutput("default_probability")])
+    binary = client.infer(
+        "risk",
+        inputs,
+        headers=headers,
+        outputs=[triton.InferRequestedOutput("default_probability")],
+    )
     probs = binary.as_numpy("default_probability")
-    assert probs.shape == (8,) and np.all((probs > 0) & (probs < 1))
+    assert probs.shape == (8,)
+    assert np.all((probs > 0) & (probs < 1))
     as_json = client.infer(
-        "risk", inputs, headers=headers,
+        "risk",
+        inputs,
+        headers=headers,
         outputs=[triton.InferRequestedOutput("default_probability", binary_data=False)],
     )
     assert np.allclose(as_json.as_numpy("default_probability"), probs)
@@ -149,27 +180,43 @@ def test_errors_as_described(stack) -> None:
     base = stack["base"]
     body = {"model": "chat", "prompt": "Q: 2 plus 2? A:", "max_tokens": 4}
     assert httpx.post(base + "/v1/completions", json=body).status_code == 401
-    r = httpx.post(base + "/v1/completions", json=body,
-                   headers={"authorization": f"Bearer {stack['other']}"})
+    r = httpx.post(
+        base + "/v1/completions", json=body, headers={"authorization": f"Bearer {stack['other']}"}
+    )
     assert r.status_code == 403
-    r = httpx.post(base + "/v1/completions", json={**body, "max_tokens": 100000},
-                   headers={"authorization": f"Bearer {stack['app']}"})
-    assert r.status_code == 400 and "max_tokens" in r.json()["error"]["message"]
-    r = httpx.post(base + "/v1/completions", json={**body, "prompt": "word " * 400},
-                   headers={"authorization": f"Bearer {stack['app']}"})
-    assert r.status_code == 400 and r.json()["error"]["message"]
+    r = httpx.post(
+        base + "/v1/completions",
+        json={**body, "max_tokens": 100000},
+        headers={"authorization": f"Bearer {stack['app']}"},
+    )
+    assert r.status_code == 400
+    assert "max_tokens" in r.json()["error"]["message"]
+    r = httpx.post(
+        base + "/v1/completions",
+        json={**body, "prompt": "word " * 400},
+        headers={"authorization": f"Bearer {stack['app']}"},
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["message"]
     r = httpx.get(base + "/metrics", headers={"authorization": f"Bearer {stack['viewer']}"})
-    assert r.status_code == 200 and "paved_requests_total" in r.text
+    assert r.status_code == 200
+    assert "paved_requests_total" in r.text
 
 
 def test_429_past_the_endpoints_inflight_bound(stack) -> None:
     base, key = stack["base"], stack["app"]
-    body = {"model": "chat", "prompt": "Q: 3 plus 4? A:", "max_tokens": 64, "stream": True,
-            "temperature": 1.0}
+    body = {
+        "model": "chat",
+        "prompt": "Q: 3 plus 4? A:",
+        "max_tokens": 64,
+        "stream": True,
+        "temperature": 1.0,
+    }
 
     async def one(client: httpx.AsyncClient) -> tuple[int, str | None]:
-        async with client.stream("POST", base + "/v1/completions", json=body,
-                                 headers={"authorization": f"Bearer {key}"}) as r:
+        async with client.stream(
+            "POST", base + "/v1/completions", json=body, headers={"authorization": f"Bearer {key}"}
+        ) as r:
             await r.aread()
             return r.status_code, r.headers.get("retry-after")
 
@@ -181,23 +228,35 @@ def test_429_past_the_endpoints_inflight_bound(stack) -> None:
     results = asyncio.run(burst())
     codes = [c for c, _ in results]
     assert set(codes) <= {200, 429}
-    assert codes.count(429) >= 1 and codes.count(200) >= 1
+    assert codes.count(429) >= 1
+    assert codes.count(200) >= 1
     assert all(ra is not None for c, ra in results if c == 429)
 
 
 def test_sigterm_drains_in_flight_requests_and_exits(stack) -> None:
     proc: subprocess.Popen[bytes] = stack["proc"]
     base, key = stack["base"], stack["app"]
-    body = {"model": "chat", "prompt": "Q: 5 plus 2? A:", "max_tokens": 96, "stream": True,
-            "temperature": 1.0}
+    body = {
+        "model": "chat",
+        "prompt": "Q: 5 plus 2? A:",
+        "max_tokens": 96,
+        "stream": True,
+        "temperature": 1.0,
+    }
 
     async def streams_during_shutdown() -> list[int]:
         async with httpx.AsyncClient(timeout=300) as client:
+
             async def one() -> int:
-                async with client.stream("POST", base + "/v1/completions", json=body,
-                                         headers={"authorization": f"Bearer {key}"}) as r:
+                async with client.stream(
+                    "POST",
+                    base + "/v1/completions",
+                    json=body,
+                    headers={"authorization": f"Bearer {key}"},
+                ) as r:
                     data = await r.aread()
                     return r.status_code if data.endswith(b"data: [DONE]\n\n") else -1
+
             tasks = [asyncio.create_task(one()) for _ in range(4)]
             await asyncio.sleep(0.5)  # the streams are in flight
             proc.send_signal(signal.SIGTERM)

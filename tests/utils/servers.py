@@ -35,8 +35,14 @@ class UvicornThread:
     def __init__(self, app: Any, port: int | None = None, **config: Any) -> None:
         self.port = port or free_port()
         cfg = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
-            http="httptools", loop="uvloop", **config,
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            http="httptools",
+            loop="uvloop",
+            **config,
         )
         self.server = _Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -64,7 +70,10 @@ class UvicornThread:
 
 
 COMPLETION = {
-    "id": "cmpl-1", "object": "text_completion", "created": 0, "model": "m",
+    "id": "cmpl-1",
+    "object": "text_completion",
+    "created": 0,
+    "model": "m",
     "choices": [{"index": 0, "text": "hi", "finish_reason": "stop", "logprobs": None}],
     "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
 }
@@ -86,15 +95,25 @@ async def trivial_replica(scope: Any, receive: Any, send: Any) -> None:
         await asyncio.sleep(float(doc["sleep"]))
     seen = json.dumps({k: v for k, v in hdrs.items() if k.startswith("x-paved")}).encode()
     if scope["path"].startswith("/v2/"):
-        out = json.dumps({"model_name": "t", "outputs": [], "seen": json.loads(seen)}).encode()
-        await _send(send, 200, out, b"application/json")
+        v2 = json.dumps({"model_name": "t", "outputs": [], "seen": json.loads(seen)}).encode()
+        await _send(send, 200, v2, b"application/json")
     elif doc.get("stream"):
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
         for i in range(3):
             chunk = {"choices": [{"index": 0, "text": f"t{i}"}], "seen": json.loads(seen)}
-            await send({"type": "http.response.body", "more_body": True,
-                        "body": b"data: " + json.dumps(chunk).encode() + b"\n\n"})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "more_body": True,
+                    "body": b"data: " + json.dumps(chunk).encode() + b"\n\n",
+                }
+            )
         usage = b': paved-usage {"prompt_tokens": 4, "completion_tokens": 3}\n\n'
         await send({"type": "http.response.body", "body": usage, "more_body": True})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
@@ -104,6 +123,11 @@ async def trivial_replica(scope: Any, receive: Any, send: Any) -> None:
 
 
 async def _send(send: Any, status: int, body: bytes, ctype: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -26,17 +26,26 @@ def init_repo(path: Path, teams: tuple[str, ...] = ("risk",)) -> Path:
     git(path, "config", "user.name", "test")
     (path / "teams").mkdir()
     for t in teams:
-        (path / "teams" / f"{t}.yaml").write_text(yaml.safe_dump(
-            {"apiVersion": "pavedpath/v1", "kind": "Team", "metadata": {"name": t}}))
+        (path / "teams" / f"{t}.yaml").write_text(
+            yaml.safe_dump({"apiVersion": "pavedpath/v1", "kind": "Team", "metadata": {"name": t}})
+        )
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "teams")
     return path
 
 
-def endpoint_doc(name: str, env: str, version: int, *, team: str = "risk",
-                 model: str = "credit-risk", **spec: object) -> dict[str, object]:
+def endpoint_doc(
+    name: str,
+    env: str,
+    version: int,
+    *,
+    team: str = "risk",
+    model: str = "credit-risk",
+    **spec: object,
+) -> dict[str, object]:
     return {
-        "apiVersion": "pavedpath/v1", "kind": "Endpoint",
+        "apiVersion": "pavedpath/v1",
+        "kind": "Endpoint",
         "metadata": {"name": name, "env": env, "team": team},
         "spec": {"model": model, "champion": {"version": version}, **spec},
     }
@@ -57,6 +66,15 @@ def registry_with_versions(home: Path, versions: int = 2) -> tuple[Settings, Reg
     reg = Registry.from_settings(settings)
     actor = Actor(identity="tester", roles=frozenset({Role.ML_ENGINEER}), team="risk")
     for seed in range(versions):
-        train_and_log("credit-risk", registry=reg, work_dir=settings.work_dir, actor=actor,
-                      team="risk", seed=seed, register_as="credit-risk", rows=600, epochs=2)
+        train_and_log(
+            "credit-risk",
+            registry=reg,
+            work_dir=settings.work_dir,
+            actor=actor,
+            team="risk",
+            seed=seed,
+            register_as="credit-risk",
+            rows=600,
+            epochs=2,
+        )
     return settings, reg

@@ -36,8 +36,7 @@ def _infer_body(model_dir: Path) -> dict[str, object]:
     for spec in load(model_dir).input_schema():
         value = frame.columns[spec.name][0]
         value = value.item() if hasattr(value, "item") else value
-        inputs.append({"name": spec.name, "shape": [1], "datatype": spec.datatype,
-                       "data": [value]})
+        inputs.append({"name": spec.name, "shape": [1], "datatype": spec.datatype, "data": [value]})
     return {"inputs": inputs}
 
 
@@ -46,13 +45,20 @@ def test_version_switch_under_load_fails_no_request(tmp_path: Path) -> None:
     repo = init_repo(tmp_path / "repo")
     commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1), "v1")
     key, _ = KeyStore(settings.tracking_uri).create(
-        team="risk", roles=frozenset({Role.APP}), created_by="test")
+        team="risk", roles=frozenset({Role.APP}), created_by="test"
+    )
     port = free_port()
     target = RayServeTarget(settings, host="127.0.0.1", port=port, internal_token=new_token())
     target.start()
-    rec = Reconciler(source=GitManifestSource(repo), registry=reg, target=target,
-                     state=StateStore(tmp_path / "state"), settings=settings, env="staging",
-                     internal_token=target.gateway_spec.internal_token)
+    rec = Reconciler(
+        source=GitManifestSource(repo),
+        registry=reg,
+        target=target,
+        state=StateStore(tmp_path / "state"),
+        settings=settings,
+        env="staging",
+        internal_token=target.gateway_spec.internal_token,
+    )
     body = _infer_body(reg.fetch("credit-risk/1"))
     outcomes: Counter[str] = Counter()
     versions: list[str] = []

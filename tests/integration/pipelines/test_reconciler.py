@@ -57,9 +57,15 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
 
 def _reconciler(registry, repo: Path, state: Path, target: RecordingTarget) -> Reconciler:
     settings, reg = registry
-    return Reconciler(source=GitManifestSource(repo), registry=reg, target=target,
-                      state=StateStore(state), settings=settings, env="staging",
-                      internal_token="t")
+    return Reconciler(
+        source=GitManifestSource(repo),
+        registry=reg,
+        target=target,
+        state=StateStore(state),
+        settings=settings,
+        env="staging",
+        internal_token="t",
+    )
 
 
 def test_applies_head_and_switches_versions_without_restarting_others(registry, tmp_path):
@@ -69,16 +75,19 @@ def test_applies_head_and_switches_versions_without_restarting_others(registry, 
     target = RecordingTarget()
     rec = _reconciler(registry, repo, tmp_path / "state", target)
     report = rec.once()
-    assert {s.endpoint: s.status for s in report.statuses} == {"risk": "applied",
-                                                               "other": "applied"}
+    assert {s.endpoint: s.status for s in report.statuses} == {
+        "risk": "applied",
+        "other": "applied",
+    }
     assert target.routes == {"risk": 1, "other": 1}
-    head = commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 2),
-                           "v2")
+    head = commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 2), "v2")
     target.started.clear()
     report = rec.once()
     assert report.commit == head
-    assert {s.endpoint: s.status for s in report.statuses} == {"risk": "applied",
-                                                               "other": "unchanged"}
+    assert {s.endpoint: s.status for s in report.statuses} == {
+        "risk": "applied",
+        "other": "unchanged",
+    }
     assert target.started == ["risk--v2"]  # nothing else restarted
     assert target.routes == {"risk": 2, "other": 1}
     assert target.apps == {"risk--v2", "other--v1"}  # v1 removed after the switch
@@ -92,8 +101,10 @@ def test_applies_head_and_switches_versions_without_restarting_others(registry, 
         (endpoint_doc("risk", "staging", 1, team="nobody"), "unknown_team"),
         (endpoint_doc("risk", "prod", 1), "manifest_env"),
         (endpoint_doc("wrong-name", "staging", 1), "manifest_name"),
-        (endpoint_doc("risk", "staging", 1, challenger={"version": 2, "weight": 150}),
-         "manifest_schema"),
+        (
+            endpoint_doc("risk", "staging", 1, challenger={"version": 2, "weight": 150}),
+            "manifest_schema",
+        ),
         (endpoint_doc("risk", "staging", 1, surprise=True), "manifest_schema"),
         (endpoint_doc("risk", "staging", 1, model="../etc"), "no_path_traversal"),
         ("spec: [unclosed", "manifest_yaml"),
@@ -122,8 +133,7 @@ def test_invalid_manifest_is_refused_and_serving_stays(registry, tmp_path, doc, 
 
 def test_never_applies_an_older_commit(registry, tmp_path):
     repo = init_repo(tmp_path / "repo")
-    first = commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1),
-                            "v1")
+    first = commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1), "v1")
     commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 2), "v2")
     target = RecordingTarget()
     rec = _reconciler(registry, repo, tmp_path / "state", target)
@@ -140,8 +150,7 @@ def test_killed_mid_apply_converges_on_the_next_pass(registry, tmp_path):
     commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1), "v1")
     target = RecordingTarget()
     _reconciler(registry, repo, tmp_path / "state", target).once()
-    head = commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 2),
-                           "v2")
+    head = commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 2), "v2")
     target.fail_routes_once = True
     with pytest.raises(RuntimeError):
         _reconciler(registry, repo, tmp_path / "state", target).once()

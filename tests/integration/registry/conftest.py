@@ -23,4 +23,4 @@ def registry(
     root: Path = tmp_path_factory.mktemp(f"reg-{backend}")
     settings = make_settings(root, backend, pg)
     reg = Registry.from_settings(settings)
-    yield reg
+    return reg

@@ -32,18 +32,38 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Registry
     actor = Actor(identity="alice", roles=frozenset({Role.ML_ENGINEER}))
     d = write_model_dir(tmp_path_factory.mktemp("ui-model"))
     pkg = ModelPackage(
-        model_dir=d, team="risk", task="tabular-classification", framework="torch",
-        git_commit="abc123", dataset_digest="sha256:feed", dataset_description="d",
+        model_dir=d,
+        team="risk",
+        task="tabular-classification",
+        framework="torch",
+        git_commit="abc123",
+        dataset_digest="sha256:feed",
+        dataset_description="d",
         metrics={"auc": 0.9},
     )
-    reg.register_run("ui-model", reg.log_package(pkg, experiment="paved/ui", actor=actor),
-                     actor=actor)
+    reg.register_run(
+        "ui-model", reg.log_package(pkg, experiment="paved/ui", actor=actor), actor=actor
+    )
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.tracking_uri,
-         "--default-artifact-root", settings.artifact_location, "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            settings.tracking_uri,
+            "--default-artifact-root",
+            settings.artifact_location,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -66,9 +86,13 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Registry
 def test_ui_serves_the_registered_version_with_pavedpath_lineage(ui) -> None:
     base, reg = ui
     page = httpx.get(base + "/", timeout=10)
-    assert page.status_code == 200 and "<html" in page.text.lower()
-    r = httpx.get(f"{base}/api/2.0/mlflow/model-versions/get",
-                  params={"name": "ui-model", "version": "1"}, timeout=10)
+    assert page.status_code == 200
+    assert "<html" in page.text.lower()
+    r = httpx.get(
+        f"{base}/api/2.0/mlflow/model-versions/get",
+        params={"name": "ui-model", "version": "1"},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     mv = r.json()["model_version"]
     tags = {t["key"]: t["value"] for t in mv["tags"]}
@@ -77,6 +101,7 @@ def test_ui_serves_the_registered_version_with_pavedpath_lineage(ui) -> None:
     assert tags["paved.team"] == "risk"
     assert tags["paved.git_commit"] == "abc123"
     assert "Owner team" in mv["description"]
-    run = httpx.get(f"{base}/api/2.0/mlflow/runs/get", params={"run_id": mv["run_id"]},
-                    timeout=10).json()["run"]
+    run = httpx.get(
+        f"{base}/api/2.0/mlflow/runs/get", params={"run_id": mv["run_id"]}, timeout=10
+    ).json()["run"]
     assert {m["key"]: m["value"] for m in run["data"]["metrics"]}["auc"] == pytest.approx(0.9)

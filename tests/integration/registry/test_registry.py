@@ -136,7 +136,7 @@ def test_other_team_cannot_add_versions(registry, engineer, tmp_path) -> None:
 
 def test_fetch_verifies_and_refuses_tampered_artifacts(registry, engineer, tmp_path) -> None:
     name = _name()
-    info, d = _register(registry, engineer, tmp_path, name)
+    info, _d = _register(registry, engineer, tmp_path, name)
     local = registry.fetch(f"{name}/1")
     assert manifest_for(local) == info.manifest
 
@@ -194,20 +194,24 @@ def test_unsafe_dirs_write_nothing(registry, engineer, tmp_path, extra) -> None:
     d = write_model_dir(tmp_path / "unsafe", extra=extra)
     home = Path(registry.cache_dir).parent
     before = _count_state(registry, home)
-    runs_before = len(registry.store.client.search_runs(  # type: ignore[attr-defined]
-        [e.experiment_id for e in registry.store.client.search_experiments()]  # type: ignore[attr-defined]
-    ))
+    runs_before = len(
+        registry.store.client.search_runs(
+            [e.experiment_id for e in registry.store.client.search_experiments()]
+        )
+    )
     with pytest.raises(UnsafeModel):
         registry.log_package(_pkg(d), experiment="paved/test", actor=engineer)
     assert _count_state(registry, home) == before
-    runs_after = len(registry.store.client.search_runs(  # type: ignore[attr-defined]
-        [e.experiment_id for e in registry.store.client.search_experiments()]  # type: ignore[attr-defined]
-    ))
+    runs_after = len(
+        registry.store.client.search_runs(
+            [e.experiment_id for e in registry.store.client.search_experiments()]
+        )
+    )
     assert runs_after == runs_before
 
 
 def test_foreign_runs_are_refused(registry, engineer) -> None:
-    client = registry.store.client  # type: ignore[attr-defined]
+    client = registry.store.client
     exp = registry.store.ensure_experiment("paved/foreign")
     run = client.create_run(exp)
     with pytest.raises(InvalidInput) as info:

@@ -73,9 +73,17 @@ def test_bad_aliases(value: str, rule: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "rule"),
-    [("0", "version_range"), ("-1", "version_format"), ("1.5", "version_format"),
-     ("１", "version_format"), ("abc", "version_format"), (True, "version_format"),
-     (10**10, "version_range"), ("", "not_empty"), ("%31", "no_encoding")],
+    [
+        ("0", "version_range"),
+        ("-1", "version_format"),
+        ("1.5", "version_format"),
+        ("１", "version_format"),
+        ("abc", "version_format"),
+        (True, "version_format"),
+        (10**10, "version_range"),
+        ("", "not_empty"),
+        ("%31", "no_encoding"),
+    ],
 )
 def test_bad_versions(value: object, rule: str) -> None:
     with pytest.raises(InvalidName) as info:
@@ -107,7 +115,9 @@ TRAVERSALS = ["../", "..\\", "/etc/passwd", "..", "a/../b", "\\\\server\\share"]
     rounds=st.integers(min_value=1, max_value=5),
     safe=st.sampled_from(["", "/", "."]),
 )
-def test_encoded_traversal_is_always_refused(payload: str, prefix: str, rounds: int, safe: str) -> None:
+def test_encoded_traversal_is_always_refused(
+    payload: str, prefix: str, rounds: int, safe: str
+) -> None:
     value = prefix + payload
     for _ in range(rounds):
         value = quote(value, safe=safe)
@@ -124,5 +134,8 @@ def test_anything_accepted_is_a_plain_safe_name(value: str) -> None:
     except InvalidName:
         return
     assert name == value
-    assert "/" not in name and "\\" not in name and ".." not in name and "%" not in name
+    assert "/" not in name
+    assert "\\" not in name
+    assert ".." not in name
+    assert "%" not in name
     assert all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
