@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def registry(
     backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[Registry]:
+) -> Registry:
     """One registry per backend per module; tests use distinct model names."""
     pg = request.getfixturevalue("pg_database") if backend == "postgres" else None
     root: Path = tmp_path_factory.mktemp(f"reg-{backend}")
