@@ -27,6 +27,11 @@ def parse_yaml_document(model: type[M], text: str, *, source: str, rule: str) ->
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{source}: cannot read YAML: {exc}", rule=f"{rule}_yaml") from exc
+    return validate_document(model, doc, source=source, rule=rule)
+
+
+def validate_document(model: type[M], doc: object, *, source: str, rule: str) -> M:
+    """Validate an already-parsed document; errors as :func:`parse_yaml_document`'s."""
     try:
         return model.model_validate(doc)
     except ValidationError as exc:

@@ -129,6 +129,7 @@ class Reconciler:
         env: str,
         internal_token: str,
         on_applied: Callable[[Endpoint, str], None] | None = None,
+        before_pass: Callable[[], None] | None = None,
     ) -> None:
         self.source = source
         self.registry = registry
@@ -138,9 +139,12 @@ class Reconciler:
         self.env = env
         self.internal_token = internal_token
         self.on_applied = on_applied
+        self.before_pass = before_pass
 
     def once(self) -> ReconcileReport:
         """One pass: validate head, apply what is valid, record the commit."""
+        if self.before_pass is not None:
+            self.before_pass()  # e.g. fetch the GitOps remote
         head = self.source.head()
         applied = self.state.load(self.env)
         if (

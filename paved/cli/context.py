@@ -19,8 +19,24 @@ class CliContext:
 
     @cached_property
     def actor(self) -> Actor:
-        # The local CLI user acts as an ML engineer on their own PAVED_HOME. API keys
-        # (and the roles they carry) take over once `paved keys` issues them.
+        # With PAVED_API_KEY the CLI acts as that key (identity key:<id>, its team and
+        # roles), so approvals and admin actions need a key that holds those roles.
+        # Without one, the local OS user (PAVED_ACTOR) acts as an ML engineer.
+        if self.settings.api_key:
+            from paved.errors import Unauthenticated
+            from serving.keys import KeyStore, verify
+
+            self.settings.ensure_home()
+            store = KeyStore(self.settings.tracking_uri)
+            try:
+                record = verify(self.settings.api_key, store.snapshot())
+            finally:
+                store.dispose()
+            if record is None:
+                raise Unauthenticated(
+                    "PAVED_API_KEY is not a valid, active API key", rule="api_key"
+                )
+            return record.actor()
         return Actor(
             identity=self.settings.actor,
             roles=frozenset({Role.ML_ENGINEER}),

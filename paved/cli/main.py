@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from paved.cli import demo, keys, models, reconcile, serve
+from paved.cli import demo, gitops, keys, models, reconcile, serve
+from paved.cli import eval as eval_cmd
 from paved.cli import output as out
 from paved.cli.context import CliContext
 from paved.errors import PavedError
@@ -21,10 +22,12 @@ app = typer.Typer(
 )
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
+gitops.register(app)  # gitops ..., promote, approve, rollback
 app.command("serve")(serve.serve)
 app.command("reconcile")(reconcile.reconcile)
 app.command("demo")(demo.demo)
 app.command("ui")(demo.ui)
+app.command("eval")(eval_cmd.eval_)
 
 
 @app.callback()

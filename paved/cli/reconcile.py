@@ -13,10 +13,19 @@ from paved.cli.context import CliContext
 
 def build_reconciler(c: CliContext, env: str, target: object) -> object:
     from paved.names import validate_name
+    from pipelines.gitops.repo import GitOpsRepo
     from pipelines.manifest_source import GitManifestSource
+    from pipelines.promotion.champion import finalize_champion
     from pipelines.reconciler import Reconciler, StateStore
 
     validate_name(env, "environment")
+    repo = GitOpsRepo.open(c.settings.gitops_dir)
+    registry = c.registry
+
+    def champion_follows(manifest: object, commit: str) -> None:
+        # Production's champion alias moves when the change takes effect, not before.
+        finalize_champion(registry, manifest, commit=commit)  # type: ignore[arg-type]
+
     return Reconciler(
         source=GitManifestSource(c.settings.gitops_dir),
         registry=c.registry,
@@ -25,6 +34,8 @@ def build_reconciler(c: CliContext, env: str, target: object) -> object:
         settings=c.settings,
         env=env,
         internal_token=target.gateway_spec.internal_token,  # type: ignore[attr-defined]
+        on_applied=champion_follows,
+        before_pass=repo.sync,
     )
 
 

@@ -1,0 +1,121 @@
+"""Fakes and helpers for the GitOps unit tests: a clock, a catalog, actors, real git repos."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from paved.errors import NotFound
+from paved.names import ModelRef
+from paved.schemas import Actor, Role
+from pipelines.gitops.repo import GitOpsRepo
+from pipelines.promotion import GateOutcome, GateRequest, Promotions
+from registry.digests import DigestManifest
+from registry.schemas import AliasEvent, Lineage, ModelVersionInfo
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class StepClock:
+    """Each call returns a time one hour after the previous one, from T0."""
+
+    def __init__(self, start: datetime = T0, step: timedelta = timedelta(hours=1)) -> None:
+        self.now, self.step = start - step, step
+
+    def __call__(self) -> datetime:
+        self.now += self.step
+        return self.now
+
+
+def version_info(name: str, version: int, team: str = "risk") -> ModelVersionInfo:
+    return ModelVersionInfo(
+        name=name,
+        version=version,
+        aliases=[],
+        status="READY",
+        source=f"file:///artifacts/{name}/{version}",
+        created_at=T0,
+        lineage=Lineage(
+            team=team,
+            task="tabular-classification",
+            framework="torch",
+            git_commit="0" * 40,
+            dataset_digest="sha256:" + "1" * 64,
+            registered_by="tester",
+            run_id=None,
+        ),
+        digest="sha256:" + "2" * 64,
+        manifest=DigestManifest(files={"model.safetensors": "3" * 64}),
+    )
+
+
+@dataclass
+class FakeCatalog:
+    """The registry as the promotion flow sees it: versions, and a champion alias."""
+
+    versions: dict[str, set[int]] = field(default_factory=lambda: {"credit-risk": {1, 2, 3}})
+    aliases: dict[tuple[str, str], int] = field(default_factory=dict)
+    moves: list[AliasEvent] = field(default_factory=list)
+
+    def get(self, ref: str) -> ModelVersionInfo:
+        r = ModelRef.parse(ref)
+        version = r.version if r.alias is None else self.aliases.get((r.name, r.alias))
+        if version is None or version not in self.versions.get(r.name, set()):
+            raise NotFound(f"model version {ref} does not exist")
+        return version_info(r.name, version)
+
+    def set_alias(
+        self, name: str, alias: str, version: int | str, *, actor: Actor, reason: str = ""
+    ) -> AliasEvent:
+        assert Role.PROMOTION in actor.roles
+        event = AliasEvent(
+            model=name,
+            alias=alias,
+            from_version=self.aliases.get((name, alias)),
+            to_version=int(version),
+            actor=actor.identity,
+            reason=reason,
+            at=T0,
+        )
+        self.aliases[(name, alias)] = int(version)
+        self.moves.append(event)
+        return event
+
+
+def actor(identity: str, *roles: Role, team: str = "risk") -> Actor:
+    return Actor(identity=identity, roles=frozenset(roles), team=team)
+
+
+ALICE = actor("alice", Role.ML_ENGINEER)
+BOB = actor("bob", Role.APPROVER)
+VIC = actor("vic", Role.VIEWER)
+
+
+def passing_gate(request: GateRequest) -> GateOutcome:
+    return GateOutcome(passed=True, summary=f"auc 0.83 >= champion v{request.champion_version}")
+
+
+def make_repo(tmp: Path, **kw: object) -> GitOpsRepo:
+    return GitOpsRepo.init(tmp / "gitops", actor=ALICE, clock=StepClock(), **kw)  # type: ignore[arg-type]
+
+
+def make_flow(tmp: Path) -> tuple[GitOpsRepo, Promotions, FakeCatalog]:
+    repo, catalog = make_repo(tmp), FakeCatalog()
+    return repo, Promotions(repo, catalog), catalog
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def state(repo: GitOpsRepo) -> tuple[str, str, str]:
+    """Everything a refused action must leave alone: all refs, the status, the files."""
+    return (
+        git(repo.path, "for-each-ref", "--format=%(refname) %(objectname)"),
+        git(repo.path, "status", "--porcelain", "--untracked-files=all"),
+        git(repo.path, "ls-files", "-s"),
+    )
