@@ -14,11 +14,13 @@ converges when run again.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
@@ -108,6 +110,17 @@ class StateStore:
             return AppliedState(env=env)
         return AppliedState.model_validate_json(path.read_text())
 
+    @contextlib.contextmanager
+    def lock(self, env: str) -> Iterator[None]:
+        """One reconcile pass per environment at a time, across processes."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / f".{env}.lock").open("w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def save(self, state: AppliedState) -> None:
         """Write atomically: a crash leaves the old state or the new, never half."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -143,6 +156,10 @@ class Reconciler:
 
     def once(self) -> ReconcileReport:
         """One pass: validate head, apply what is valid, record the commit."""
+        with self.state.lock(self.env):
+            return self._pass()
+
+    def _pass(self) -> ReconcileReport:
         if self.before_pass is not None:
             self.before_pass()  # e.g. fetch the GitOps remote
         head = self.source.head()
