@@ -19,7 +19,9 @@ report the same thing the same way::
     ├── DigestMismatch              422 digest_mismatch
     ├── RateLimited                 429 rate_limited
     ├── BackendError                502 backend_error
-    └── Unavailable                 503 unavailable
+    ├── Unavailable                 503 unavailable
+    │   └── ReplicaUnreachable      503 unavailable
+    └── UpstreamTimeout             504 upstream_timeout
 
 Messages say what was wrong and which rule or limit applied; they never contain
 secrets (API keys are never formatted into an error).
@@ -155,3 +157,15 @@ class Unavailable(PavedError):
     def __init__(self, message: str, *, retry_after_s: float = 1.0, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.retry_after_s = retry_after_s
+
+
+class ReplicaUnreachable(Unavailable):
+    """No connection to a model replica could be opened: nothing was sent to it, so the
+    gateway may send the request to another replica (the only case it retries)."""
+
+
+class UpstreamTimeout(PavedError):
+    """A model replica stopped answering: a stream idle too long, a response too late."""
+
+    status = 504
+    code = "upstream_timeout"
