@@ -54,8 +54,12 @@ def main() -> None:
         target = RayServeTarget(settings, host="127.0.0.1", port=port, internal_token=new_token())
         target.start()
         rec = Reconciler(
-            source=GitManifestSource(repo), registry=reg, target=target,
-            state=StateStore(root / "state"), settings=settings, env="staging",
+            source=GitManifestSource(repo),
+            registry=reg,
+            target=target,
+            state=StateStore(root / "state"),
+            settings=settings,
+            env="staging",
             internal_token=target.gateway_spec.internal_token,
         )
         body = _infer_body(reg.fetch("credit-risk/1"))
@@ -86,8 +90,13 @@ def main() -> None:
             for i in range(args.switches):
                 version = 2 if i % 2 == 0 else 1
                 t0 = time.monotonic()
-                commit_manifest(repo, "staging", "risk.yaml",
-                                endpoint_doc("risk", "staging", version), f"to v{version}")
+                commit_manifest(
+                    repo,
+                    "staging",
+                    "risk.yaml",
+                    endpoint_doc("risk", "staging", version),
+                    f"to v{version}",
+                )
                 rec.once()
                 while latest["version"] != str(version) and time.monotonic() - t0 < 300:
                     time.sleep(0.01)
@@ -97,11 +106,15 @@ def main() -> None:
         finally:
             stop.set()
             target.shutdown()
-        print(json.dumps({
-            "switches_s": [round(t, 2) for t in times],
-            "p50_s": round(statistics.median(times), 2),
-            "requests": dict(outcomes),
-        }))
+        print(
+            json.dumps(
+                {
+                    "switches_s": [round(t, 2) for t in times],
+                    "p50_s": round(statistics.median(times), 2),
+                    "requests": dict(outcomes),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -52,9 +52,13 @@ def bench_backend(backend: str, uri: str | None, root: Path, args: argparse.Name
     client = reg.store.client  # type: ignore[attr-defined]
     actor = Actor(identity="bench", roles=frozenset({Role.ML_ENGINEER}))
     pkg = ModelPackage(
-        model_dir=write_model_dir(root / f"model-{backend}"), team="bench",
-        task="tabular-classification", framework="torch", git_commit="0" * 40,
-        dataset_digest="sha256:0", dataset_description="bench",
+        model_dir=write_model_dir(root / f"model-{backend}"),
+        team="bench",
+        task="tabular-classification",
+        framework="torch",
+        git_commit="0" * 40,
+        dataset_digest="sha256:0",
+        dataset_description="bench",
     )
     logged = reg.log_package(pkg, experiment="paved/bench", actor=actor)
     run_id = logged.run_id
@@ -104,8 +108,10 @@ def bench_backend(backend: str, uri: str | None, root: Path, args: argparse.Name
     for name, r in results.items():
         p50_p, p50_b = statistics.median(r["paved"]), statistics.median(r["bare"])
         summary[name] = {
-            "paved_p50_ms": round(p50_p, 2), "paved_p99_ms": round(pct(r["paved"], 0.99), 2),
-            "bare_p50_ms": round(p50_b, 2), "bare_p99_ms": round(pct(r["bare"], 0.99), 2),
+            "paved_p50_ms": round(p50_p, 2),
+            "paved_p99_ms": round(pct(r["paved"], 0.99), 2),
+            "bare_p50_ms": round(p50_b, 2),
+            "bare_p99_ms": round(pct(r["bare"], 0.99), 2),
             "p50_ratio": round(p50_p / p50_b, 3),
         }
     return summary
@@ -136,7 +142,8 @@ def main() -> None:
                     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
                         conn.execute(
                             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = %s AND pid <> pg_backend_pid()", (db,)
+                            "WHERE datname = %s AND pid <> pg_backend_pid()",
+                            (db,),
                         )
                         conn.execute(f'DROP DATABASE IF EXISTS "{db}"')
             print(backend, json.dumps(out[backend], indent=1), flush=True)

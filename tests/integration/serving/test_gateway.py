@@ -302,8 +302,8 @@ def test_replicas_refuse_callers_without_the_internal_token() -> None:
         body = {"model": "chat", "prompt": "x"}
         assert httpx.post(replica.url + "/v1/completions", json=body).status_code == 403
         wrong = {"x-paved-internal-token": "nope"}
-        assert httpx.post(replica.url + "/v1/completions", json=body,
-                          headers=wrong).status_code == 403
+        assert (
+            httpx.post(replica.url + "/v1/completions", json=body, headers=wrong).status_code == 403
+        )
         ok = {"x-paved-internal-token": token}
-        assert httpx.post(replica.url + "/v1/completions", json=body,
-                          headers=ok).status_code == 200
+        assert httpx.post(replica.url + "/v1/completions", json=body, headers=ok).status_code == 200
