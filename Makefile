@@ -11,14 +11,18 @@ setup:
 demo: setup
 	$(VENV)/bin/paved demo
 
+# Lint first: style, types (and, from issue 8, the layers contract) gate every test run.
+LINT = $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy .
+
 test: setup
+	$(LINT)
 	$(PY) -m pytest -p no:cacheprovider tests/unit tests/integration tests/e2e
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow" tests/unit
 
 lint: setup
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy .
+	$(LINT)
 
 bench: setup
 	$(PY) -m tests.bench.registry_bench
