@@ -239,3 +239,22 @@ def save(rows: list[Row], meta: dict[str, Any], out: Path | None) -> None:
         return
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print("raw results:", out)
+
+
+def litellm_env(master_key: str) -> dict[str, str]:
+    """LiteLLM's proxy authenticated by its master key (as Pavedpath by API key); no
+    network: the bundled cost map, no telemetry; a dummy upstream key."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return env | {
+        "LITELLM_MASTER_KEY": master_key,
+        "OPENAI_API_KEY": "sk-upstream-unused",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY": "False",
+        "LITELLM_LOG": "ERROR",
+    }
+
+
+def default_litellm() -> str:
+    """The LiteLLM CLI of the side virtualenv the benchmark docs set up, if present."""
+    exe = Path("/tmp/litellm-venv/bin/litellm")
+    return str(exe) if exe.exists() else ""

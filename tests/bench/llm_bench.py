@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import secrets
 import shutil
 import subprocess
@@ -165,19 +164,6 @@ def litellm_command(exe: str, vllm_base: str, port: int) -> list[str]:
         "--port",
         str(port),
     ]
-
-
-def litellm_env(master_key: str) -> dict[str, str]:
-    """Authenticated by its master key (as Pavedpath by API key); no network: the
-    bundled cost map, no telemetry; a dummy upstream key."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return env | {
-        "LITELLM_MASTER_KEY": master_key,
-        "OPENAI_API_KEY": "sk-upstream-unused",
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_TELEMETRY": "False",
-        "LITELLM_LOG": "ERROR",
-    }
 
 
 @dataclass(frozen=True)
@@ -356,7 +342,9 @@ def serve_litellm(
     master_key = "sk-" + secrets.token_hex(32)
     vllm_base = vllm.url.removesuffix(COMPLETIONS)
     cmd = litellm_command(exe, vllm_base, port)
-    proc = stack.enter_context(harness.process(cmd, tmp / "litellm.log", litellm_env(master_key)))
+    proc = stack.enter_context(
+        harness.process(cmd, tmp / "litellm.log", harness.litellm_env(master_key))
+    )
     base = f"http://127.0.0.1:{port}"
     harness.wait_http(base + "/health/liveliness", 180, proc)
     auth = {"Authorization": f"Bearer {master_key}"}
@@ -402,7 +390,7 @@ def main() -> None:
     ap.add_argument("--secs", type=float, default=180.0, help="bound on each load run")
     ap.add_argument(
         "--litellm",
-        default=shutil.which("litellm") or _default_litellm(),
+        default=shutil.which("litellm") or harness.default_litellm(),
         help="LiteLLM CLI; empty: skip LiteLLM",
     )
     ap.add_argument("--out", type=Path, help="write raw rows as JSON here")
@@ -417,11 +405,6 @@ def main() -> None:
     }
     print(f"\n{meta}\n\n{summarize(rows)}")
     harness.save(rows, meta, args.out)
-
-
-def _default_litellm() -> str:
-    exe = Path("/tmp/litellm-venv/bin/litellm")
-    return str(exe) if exe.exists() else ""
 
 
 if __name__ == "__main__":
