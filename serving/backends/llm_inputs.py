@@ -148,9 +148,12 @@ def sampling_params(
     """vLLM sampling parameters; ``None`` request fields take OpenAI's defaults.
 
     Streams get deltas (each chunk carries only new text); non-streaming requests get
-    only the final output, which spares the engine building intermediate ones.
+    only the final output, which spares the engine building intermediate ones. The
+    request models bound every number already; should vLLM still refuse a combination,
+    that is the caller's input (400, rule ``engine_validation``), never a 500.
     """
     from vllm import SamplingParams
+    from vllm.exceptions import VLLMValidationError
     from vllm.sampling_params import RequestOutputKind
 
     temperature = 1.0 if request.temperature is None else request.temperature
@@ -161,20 +164,28 @@ def sampling_params(
             rule="n",
             details={"param": "n"},
         )
-    return SamplingParams(
-        n=n,
-        temperature=temperature,
-        top_p=1.0 if request.top_p is None else request.top_p,
-        presence_penalty=request.presence_penalty or 0.0,
-        frequency_penalty=request.frequency_penalty or 0.0,
-        seed=request.seed,
-        stop=request.stop_list or None,
-        max_tokens=max_tokens,
-        logprobs=request.requested_logprobs,
-        logit_bias=_logit_bias(request.logit_bias, vocab_size),
-        skip_special_tokens=True,
-        output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
-    )
+    logit_bias = _logit_bias(request.logit_bias, vocab_size)
+    try:
+        return SamplingParams(
+            n=n,
+            temperature=temperature,
+            top_p=1.0 if request.top_p is None else request.top_p,
+            top_k=request.top_k or 0,
+            presence_penalty=request.presence_penalty or 0.0,
+            frequency_penalty=request.frequency_penalty or 0.0,
+            seed=request.seed,
+            stop=request.stop_list or None,
+            max_tokens=max_tokens,
+            logprobs=request.requested_logprobs,
+            logit_bias=logit_bias,
+            skip_special_tokens=True,
+            output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
+        )
+    except (VLLMValidationError, ValueError) as exc:
+        raise InvalidInput(
+            f"the engine refused the sampling parameters: {str(exc)[:200]}",
+            rule="engine_validation",
+        ) from exc
 
 
 def _logit_bias(bias: dict[str, float] | None, vocab_size: int) -> dict[int, float] | None:

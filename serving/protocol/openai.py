@@ -8,6 +8,11 @@ platform does not implement (``echo``, ``suffix``, tools, ...) are refused with 
 rather than ignored, because ignoring them would return a different answer from the
 one the caller asked for.
 
+Every number is bounded here, before the endpoint's own limits apply: integers to what
+the engine's transport carries (``seed`` within signed 64 bits, token counts within 32
+bits), floats finite and within OpenAI's ranges, ``logit_bias`` keys ASCII decimal token
+ids. So no client number reaches the engine as something it cannot take (a 5xx there).
+
 Response, chunk, usage and error models live in :mod:`serving.protocol.openai_responses`.
 """
 
@@ -23,6 +28,12 @@ from paved.manifest import Limits
 
 MAX_STOP_SEQUENCES = 4  # OpenAI's own cap
 MAX_LOGIT_BIAS_ENTRIES = 300  # OpenAI's own cap
+MAX_CHOICES = 128  # OpenAI's own cap on n
+MAX_TOKEN_COUNT = 2**31 - 1  # engines count tokens in int32
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # the engine's MessagePack transport: int64
+LOGIT_BIAS_LIMIT = 100.0
+MAX_TOKEN_ID_DIGITS = 10  # above any vocabulary; the replica checks the real size
+MAX_QUOTED = 64  # an offending value is quoted up to this many characters
 
 StopText = Annotated[str, Field(min_length=1, max_length=256)]
 
@@ -30,7 +41,7 @@ StopText = Annotated[str, Field(min_length=1, max_length=256)]
 class _Wire(BaseModel):
     """Strict types for known fields, unknown fields ignored (OpenAI clients send extras)."""
 
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class StreamOptions(_Wire):
@@ -78,14 +89,20 @@ class SamplingRequest(_Wire):
     UNSUPPORTED: ClassVar[dict[str, object]] = {}
 
     model: str = Field(min_length=1, max_length=256, description="The endpoint name.")
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKEN_COUNT)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    n: int | None = Field(default=None, ge=1)
+    top_k: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TOKEN_COUNT,
+        description="Sample from the k most likely tokens (vLLM's extension); 0: all.",
+    )
+    n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     stop: StopText | list[StopText] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
@@ -101,7 +118,7 @@ class SamplingRequest(_Wire):
                     raise PydanticCustomError(
                         "unsupported",
                         "{name}={value} is not supported by this endpoint",
-                        {"name": name, "value": repr(value), "param": name},
+                        {"name": name, "value": quote(value), "param": name},
                     )
         return data
 
@@ -128,9 +145,18 @@ class SamplingRequest(_Wire):
                 {"max": MAX_LOGIT_BIAS_ENTRIES},
             )
         for key, bias in value.items():
-            if not key.isdigit() or not -100.0 <= bias <= 100.0:
+            # str.isdigit() holds for "²" and other Unicode digits int() refuses.
+            if not (0 < len(key) <= MAX_TOKEN_ID_DIGITS and key.isascii() and key.isdigit()):
                 raise PydanticCustomError(
-                    "logit_bias", "logit_bias maps token ids to a bias within -100..100", {}
+                    "logit_bias",
+                    "logit_bias keys are token ids in ASCII decimal digits, got {key}",
+                    {"key": quote(key)},
+                )
+            if not -LOGIT_BIAS_LIMIT <= bias <= LOGIT_BIAS_LIMIT:
+                raise PydanticCustomError(
+                    "logit_bias",
+                    "logit_bias maps token ids to a bias within -100..100, got {bias} for {key}",
+                    {"bias": bias, "key": quote(key)},
                 )
         return value
 
@@ -205,7 +231,7 @@ class ChatCompletionRequest(SamplingRequest):
     }
 
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKEN_COUNT)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
@@ -230,6 +256,15 @@ class ChatCompletionRequest(SamplingRequest):
 
 
 RequestT = TypeVar("RequestT", bound=SamplingRequest)
+
+
+def quote(value: object) -> str:
+    """``repr(value)``, cut to a bounded prefix: errors never echo a huge input back."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's digit limit for str()
+        return "<a number too long to quote>"
+    return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "..."
 
 
 def parse_request(model: type[RequestT], body: bytes) -> RequestT:

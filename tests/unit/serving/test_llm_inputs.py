@@ -10,9 +10,10 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
 from transformers import PreTrainedTokenizerFast
 
-from paved.errors import LimitExceeded
+from paved.errors import InvalidInput, LimitExceeded, PavedError
 from paved.manifest import Limits
 from pipelines.trainers.corpus import build_corpus, build_tokenizer
 from serving.backends.llm_inputs import (
@@ -21,8 +22,15 @@ from serving.backends.llm_inputs import (
     encode_chat,
     encode_completion,
     render_plain_chat,
+    sampling_params,
 )
-from serving.protocol.openai import ChatCompletionRequest, CompletionRequest, parse_request
+from serving.protocol.openai import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    check_limits,
+    parse_request,
+)
+from tests.utils.json_numbers import body, numeric_fields
 
 pytestmark = pytest.mark.unit
 
@@ -166,3 +174,51 @@ def test_chat_budget_errors_name_chat_fields() -> None:
         )
     assert info.value.details["param"] == "max_completion_tokens"
     assert info.value.message.startswith("max_completion_tokens 70 leaves no room")
+
+
+# ---------------------------------------------------------------- any number, never a 5xx
+
+VOCAB = 400
+
+
+def _engine_params(kind: type[CompletionRequest | ChatCompletionRequest], raw: bytes) -> None:
+    """What the replica does before the engine: parse, check limits, build vLLM's params."""
+    request = parse_request(kind, raw)
+    check_limits(request, Limits())
+    sampling_params(request, max_tokens=8, vocab_size=VOCAB, stream=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=numeric_fields(chat=False), chat_fields=numeric_fields(chat=True))
+def test_any_json_number_is_accepted_or_refused_with_a_400(
+    fields: dict[str, Any], chat_fields: dict[str, Any]
+) -> None:
+    for kind, base, drawn in (
+        (CompletionRequest, {"model": "chat", "prompt": "x"}, fields),
+        (ChatCompletionRequest, {"model": "chat", "messages": [{"role": "user", "content": "x"}]},
+         chat_fields),
+    ):  # fmt: skip
+        try:
+            _engine_params(kind, body(base, drawn))
+        except PavedError as exc:
+            status = exc.status
+        else:
+            status = 200
+        assert status in (200, 400)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"seed": 2**63 - 1}, {"seed": -(2**63)}, {"logit_bias": {"399": 100, "0": -100}},
+     {"top_k": 2**31 - 1, "temperature": 2, "top_p": 5e-324}],
+)  # fmt: skip
+def test_the_bounds_themselves_reach_the_engine(fields: dict[str, Any]) -> None:
+    _engine_params(CompletionRequest, body({"model": "chat", "prompt": "x"}, fields))
+
+
+def test_a_token_id_outside_the_vocabulary_is_refused() -> None:
+    with pytest.raises(InvalidInput) as info:
+        _engine_params(CompletionRequest, body({"model": "chat", "prompt": "x"},
+                                               {"logit_bias": {str(VOCAB): 1}}))  # fmt: skip
+    assert info.value.rule == "logit_bias"
+    assert "outside the vocabulary (size 400)" in info.value.message

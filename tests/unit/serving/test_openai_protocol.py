@@ -15,6 +15,7 @@ from serving.protocol.openai import (
     CompletionRequest,
     check_limits,
     parse_request,
+    quote,
 )
 from serving.protocol.openai_responses import ErrorResponse, error_response
 
@@ -140,6 +141,29 @@ COMPLETION_REFUSALS: list[tuple[dict[str, Any], str, str]] = [
     ({"echo": True}, "echo", "echo=True is not supported"),
     ({"suffix": "x"}, "suffix", "not supported"),
     ({"best_of": 3}, "best_of", "not supported"),
+    # Every number is bounded, so none reaches the engine as something it cannot take.
+    ({"seed": 2**63}, "seed", "less than or equal to 9223372036854775807"),
+    ({"seed": -(2**63) - 1}, "seed", "greater than or equal to -9223372036854775808"),
+    ({"seed": 10**40}, "seed", "less than or equal to"),
+    ({"logit_bias": {"\u00b2": 1}}, "logit_bias", "ASCII decimal digits, got '\u00b2'"),
+    ({"logit_bias": {"\u0663": 1}}, "logit_bias", "ASCII decimal digits"),  # Arabic-Indic 3
+    ({"logit_bias": {"": 1}}, "logit_bias", "ASCII decimal digits"),
+    ({"logit_bias": {"-1": 1}}, "logit_bias", "ASCII decimal digits"),
+    ({"logit_bias": {" 1": 1}}, "logit_bias", "ASCII decimal digits"),
+    ({"logit_bias": {"1" * 11: 1}}, "logit_bias", "ASCII decimal digits"),
+    ({"logit_bias": {"3": -100.5}}, "logit_bias", "-100..100, got -100.5 for '3'"),
+    ({"logit_bias": {"3": True}}, "logit_bias", "valid number"),
+    ({"logit_bias": {str(i): 1 for i in range(301)}}, "logit_bias", "at most 300"),
+    ({"n": 129}, "n", "less than or equal to 128"),
+    ({"max_tokens": 2**31}, "max_tokens", "less than or equal to 2147483647"),
+    ({"max_tokens": 10**4000}, "max_tokens", "less than or equal to"),
+    ({"top_k": -1}, "top_k", "greater than or equal to 0"),
+    ({"top_k": 2**31}, "top_k", "less than or equal to 2147483647"),
+    ({"top_k": 1.5}, "top_k", "valid integer"),
+    ({"temperature": -0.0001}, "temperature", "greater than or equal to 0"),
+    ({"top_p": 1.0001}, "top_p", "less than or equal to 1"),
+    ({"frequency_penalty": -2.5}, "frequency_penalty", "greater than or equal to -2"),
+    ({"logprobs": -1}, "logprobs", "greater than or equal to 0"),
 ]
 
 
@@ -177,6 +201,32 @@ def test_chat_refusals_name_the_field(fields: dict[str, Any], param: str, words:
         parse_request(ChatCompletionRequest, chat(**fields))
     assert info.value.rule == param
     assert words in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("literal", "field"),
+    [("NaN", "temperature"), ("Infinity", "top_p"), ("-Infinity", "presence_penalty"),
+     ("1e999", "frequency_penalty"), ("NaN", "logit_bias")],
+)  # fmt: skip
+def test_floats_must_be_finite(literal: str, field: str) -> None:
+    value = f'{{"3": {literal}}}' if field == "logit_bias" else literal
+    raw = completion()[:-1] + f', "{field}": {value}}}'.encode()
+    with pytest.raises(InvalidInput) as info:
+        parse_request(CompletionRequest, raw)
+    assert info.value.rule == field
+
+
+def test_an_unsupported_value_is_quoted_only_in_part() -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_request(CompletionRequest, completion(echo="x" * 100_000))
+    assert info.value.rule == "echo"
+    assert len(info.value.message) < 200
+    assert quote(10**5000) == "<a number too long to quote>"
+
+
+def test_top_k_is_kept() -> None:
+    assert parse_request(CompletionRequest, completion(top_k=40)).top_k == 40
+    assert parse_request(ChatCompletionRequest, chat(top_k=0)).top_k == 0
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'"text"', b"null"])
