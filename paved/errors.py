@@ -24,12 +24,22 @@ report the same thing the same way::
     └── UpstreamTimeout             504 upstream_timeout
 
 Messages say what was wrong and which rule or limit applied; they never contain
-secrets (API keys are never formatted into an error).
+secrets (API keys are never formatted into an error). A message quotes an offending
+value through ``paved.text.quote`` (a short prefix), and every message is cut to
+:data:`MAX_MESSAGE_CHARS` here, so no input comes back at its own size.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+MAX_MESSAGE_CHARS = 2000
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[: MAX_MESSAGE_CHARS - 40] + f"... ({len(message)} characters, cut)"
 
 
 class PavedError(Exception):
@@ -45,6 +55,7 @@ class PavedError(Exception):
         rule: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
+        message = _bounded(str(message))
         super().__init__(message)
         self.message = message
         self.rule = rule

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection
 from typing import Annotated, Literal
 from urllib.parse import unquote
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from paved.errors import InvalidName
+from paved.errors import InvalidInput, InvalidName
+from paved.text import quote
 
 MAX_NAME_LENGTH = 64
 MAX_VERSION = 10**9
@@ -43,9 +45,12 @@ def _decoded_forms(value: str) -> list[str]:
     return forms
 
 
+_RUN_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+
 def _show(value: str) -> str:
     """A value as quoted in an error message: repr, and cut short if long."""
-    return repr(value if len(value) <= 80 else value[:77] + "...")
+    return quote(value)
 
 
 def _check_common(value: object, kind: str, max_length: int) -> str:
@@ -115,6 +120,25 @@ def validate_version(value: object) -> int:
     if not 1 <= version <= MAX_VERSION:
         raise InvalidName(f"version {version} is outside 1..{MAX_VERSION}", rule="version_range")
     return version
+
+
+def validate_run_id(value: object) -> str:
+    """MLflow run ids: 32 lower-case hex digits."""
+    if not isinstance(value, str) or not _RUN_ID_RE.fullmatch(value):
+        shown = _show(value) if isinstance(value, str) else type(value).__name__
+        raise InvalidName(f"run id {shown} must be 32 lower-case hex digits", rule="run_id_format")
+    return value
+
+
+def validate_choice(value: object, choices: Collection[str], kind: str) -> str:
+    """One of a fixed set of values (a task, a framework), named in the refusal."""
+    if not isinstance(value, str) or value not in choices:
+        shown = _show(value) if isinstance(value, str) else type(value).__name__
+        raise InvalidInput(
+            f"{kind} {shown} is not one Pavedpath knows; use one of: {', '.join(choices)}",
+            rule=kind.replace(" ", "_"),
+        )
+    return value
 
 
 ModelName = Annotated[str, AfterValidator(validate_name)]

@@ -80,12 +80,12 @@ def train_and_log(
 ) -> TrainOutcome:
     """Train ``kind``; log params, metrics and artifacts; register as ``register_as``.
 
-    Names are validated before training starts, so a bad name costs no training time
-    and writes nothing.
+    Names, the role and the model's owner are checked before training starts, so a
+    refused registration costs no training time and writes nothing.
     """
-    if register_as is not None:
-        validate_name(register_as)
     validate_name(team, "team")
+    if register_as is not None:
+        register_as = registry.check_can_register(register_as, team, actor)
     if not 0 <= seed < 2**32:
         raise InvalidInput(f"seed {seed} is outside 0..2^32-1", rule="seed_range")
     train = trainer_for(kind)

@@ -1,8 +1,9 @@
 """Logging a model package as an MLflow run: params, metrics, lineage tags, artifacts.
 
 The run's artifact location is generated from the registry's own artifact root; the
-caller only names a local directory, which is checked (no code, no pickles, no remote
-code) and hashed before the run is created.
+caller only names a local directory, which is checked (admitted formats only, by
+content; no code, no pickles, no remote code, no special files) and hashed before the
+run is created: a refused package leaves no run, artifact or tag.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from paved.names import validate_name
 from paved.schemas import Actor
 from registry import schemas as s
 from registry.card import CardFacts, render_card
-from registry.digests import DigestManifest, manifest_for
+from registry.digests import DigestManifest
 from registry.safety import check_model_dir
 from registry.store import ModelStore
 
@@ -27,8 +28,8 @@ def log_package(
 ) -> s.LoggedRun:
     """Create a finished run holding the package."""
     validate_name(package.team, "team")
-    check_model_dir(package.model_dir)
-    manifest = manifest_for(package.model_dir)
+    # One read of every file: the bytes admitted are the bytes hashed.
+    manifest = check_model_dir(package.model_dir)
     params = {k: str(v) for k, v in package.params.items()}
     card = render_card(
         CardFacts(

@@ -1,105 +1,92 @@
 """What the registry refuses before anything is written: unsafe model directories and
 source URIs outside the stores it accepts.
 
-A model directory may hold weights in safetensors and plain JSON/text files only:
-no Python code, no pickled weights, and no configuration asking for remote code
-(``auto_map``, ``trust_remote_code``), so loading a registered model never executes
-anything that came with it.
+A model directory holds regular files of the admitted formats only (``registry.formats``:
+safetensors, JSON, plain text, SentencePiece), each checked by content: no code, no
+pickles, no configuration asking for remote code (``auto_map``, ``trust_remote_code``),
+no symbolic links, FIFOs, sockets or devices. Loading a registered model never
+executes anything that came with it, and no check waits on a special file.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
+import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from paved.errors import InvalidSourceURI, UnsafeModel
+from paved.text import quote
+from registry.digests import DigestManifest
+from registry.formats import check_file, check_name
 
 MAX_FILES = 10_000
-MAX_JSON_BYTES = 64 * 1024 * 1024
-CODE_SUFFIXES = frozenset({".py", ".pyc", ".pyo", ".so", ".dll", ".dylib", ".sh", ".ipynb"})
-PICKLE_SUFFIXES = frozenset(
-    {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".h5"}
-)
-_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+MAX_DEPTH = 32
 _RUN_ID_RE = re.compile(r"[0-9a-f]{32}")
 _METADATA_HOSTS = frozenset(
     {"metadata.google.internal", "metadata", "instance-data", "metadata.azure.com"}
 )
 
 
-def _walk_json(node: Any) -> Iterator[tuple[str, Any]]:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield str(k), v
-            yield from _walk_json(v)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk_json(item)
+def check_model_dir(root: Path) -> DigestManifest:
+    """Admit a model directory, or refuse it naming the file and the rule.
 
-
-def check_model_dir(root: Path) -> None:
-    """Refuse a model directory that could make loading it run foreign code."""
+    Every name is checked before any content is read; then each file is read once,
+    checked and hashed. The manifest returned holds the sha256 of exactly the bytes
+    that were checked.
+    """
     if not root.is_dir():
-        raise UnsafeModel(f"model path {root} is not a directory", rule="model_dir")
-    files = [p for p in root.rglob("*") if p.is_file() or p.is_symlink()]
+        raise UnsafeModel(f"model path {quote(str(root))} is not a directory", rule="model_dir")
+    files = _regular_files(root)
     if not files:
-        raise UnsafeModel(f"model directory {root} is empty", rule="not_empty")
-    if len(files) > MAX_FILES:
-        raise UnsafeModel(
-            f"model directory has {len(files)} files; the limit is {MAX_FILES}", rule="max_files"
-        )
-    for path in files:
-        rel = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            raise UnsafeModel(
-                f"model directory contains a symbolic link: {rel}", rule="no_symlinks"
-            )
-        suffix = path.suffix.lower()
-        if suffix in CODE_SUFFIXES:
-            raise UnsafeModel(
-                f"model directory contains code ({rel}); models are loaded by Pavedpath's "
-                "own code only",
-                rule="no_code",
-            )
-        if suffix in PICKLE_SUFFIXES or _looks_pickled(path):
-            raise UnsafeModel(
-                f"model directory contains pickled or pickle-capable weights ({rel}); "
-                "store weights as safetensors",
-                rule="no_pickle",
-            )
-        if suffix == ".json":
-            _check_json(path, rel)
+        raise UnsafeModel(f"model directory {quote(str(root))} is empty", rule="not_empty")
+    formats = {rel: check_name(rel) for rel in files}
+    return DigestManifest(
+        files={rel: check_file(root / rel, rel, formats[rel]) for rel in sorted(files)}
+    )
 
 
-def _looks_pickled(path: Path) -> bool:
-    with path.open("rb") as f:
-        head = f.read(2)
-    return head in _PICKLE_MAGIC
-
-
-def _check_json(path: Path, rel: str) -> None:
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise UnsafeModel(f"{rel} is larger than {MAX_JSON_BYTES} bytes", rule="max_json_size")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UnsafeModel(f"{rel} is not valid JSON: {exc}", rule="json_format") from exc
-    for key, value in _walk_json(doc):
-        if key == "auto_map":
+def _regular_files(root: Path) -> list[str]:
+    """Relative POSIX paths of every file under ``root``; anything else is refused."""
+    found: list[str] = []
+    pending: list[tuple[Path, str, int]] = [(root, "", 0)]
+    while pending:
+        directory, prefix, depth = pending.pop()
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
             raise UnsafeModel(
-                f"{rel} declares auto_map (custom model code); remote code is never loaded",
-                rule="no_remote_code",
-            )
-        if key == "trust_remote_code" and value:
-            raise UnsafeModel(
-                f"{rel} sets trust_remote_code; remote code is never loaded",
-                rule="no_remote_code",
-            )
+                f"model directory {quote(prefix or str(root))} cannot be listed ({exc.strerror})",
+                rule="readable",
+            ) from exc
+        for entry in entries:
+            rel = f"{prefix}{entry.name}"
+            if entry.is_symlink():
+                raise UnsafeModel(
+                    f"model directory contains a symbolic link: {quote(rel)}", rule="no_symlinks"
+                )
+            if entry.is_dir(follow_symlinks=False):
+                if depth + 1 > MAX_DEPTH:
+                    raise UnsafeModel(
+                        f"model directory nests deeper than {MAX_DEPTH} levels at {quote(rel)}",
+                        rule="max_depth",
+                    )
+                pending.append((Path(entry.path), f"{rel}/", depth + 1))
+            elif entry.is_file(follow_symlinks=False):
+                found.append(rel)
+                if len(found) > MAX_FILES:
+                    raise UnsafeModel(
+                        f"model directory has more than {MAX_FILES} files", rule="max_files"
+                    )
+            else:
+                raise UnsafeModel(
+                    f"model directory contains {quote(rel)}, which is not a regular file "
+                    "(a FIFO, socket or device)",
+                    rule="regular_files",
+                )
+    return found
 
 
 def _is_internal_host(host: str) -> bool:

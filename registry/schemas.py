@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,13 @@ TAG_DATASET_DIGEST = "paved.dataset_digest"
 TAG_DIGEST = "paved.digest"
 TAG_DIGESTS = "paved.digests"
 TAG_REGISTERED_BY = "paved.registered_by"
+
+# The tasks and frameworks Pavedpath can evaluate and serve; anything else is refused
+# at registration rather than written into a model card nobody can serve.
+Task = Literal["text-generation", "tabular-classification"]
+Framework = Literal["transformers", "torch"]
+TASKS: tuple[str, ...] = get_args(Task)
+FRAMEWORKS: tuple[str, ...] = get_args(Framework)
 
 # Artifact layout of a registered run: the model files alone under model/, Pavedpath's
 # metadata beside them so it is never part of the hashed model directory.
@@ -121,8 +128,8 @@ class ModelPackage(BaseModel):
 
     model_dir: Path
     team: str
-    task: str
-    framework: str
+    task: Task
+    framework: Framework
     kind: str | None = None
     git_commit: str
     dataset_digest: str

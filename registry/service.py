@@ -14,9 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from paved.errors import BackendError, InvalidInput, NotFound, PermissionDenied
-from paved.names import ModelRef, validate_alias, validate_name, validate_version
+from paved.names import (
+    ModelRef,
+    validate_alias,
+    validate_name,
+    validate_run_id,
+    validate_version,
+)
 from paved.schemas import Actor, Role
 from paved.settings import Settings
+from paved.text import validate_free_text
 from registry import schemas as s
 from registry.digests import DigestManifest
 from registry.fetch import fetch_verified
@@ -73,6 +80,26 @@ class Registry:
         _require(actor, WRITE_ROLES, "log a model")
         return log_package(self.store, package, experiment=experiment, actor=actor)
 
+    def check_can_register(self, name: str, team: str, actor: Actor) -> str:
+        """Refuse, before any work, what ``register_run`` would refuse for this name and
+        team (name, role, owner); return the validated name."""
+        name = validate_name(name)
+        _require(actor, WRITE_ROLES, "register a model version")
+        self._check_owner(name, team, actor)
+        return name
+
+    def register_package(
+        self, name: str, package: s.ModelPackage, *, experiment: str, actor: Actor
+    ) -> s.ModelVersionInfo:
+        """Log a model directory and register it as a new version of ``name``.
+
+        The name, the role, the owner and every file are checked before the run is
+        created, so a refused package leaves no run, artifact, tag or model behind.
+        """
+        self.check_can_register(name, package.team, actor)
+        logged = self.log_package(package, experiment=experiment, actor=actor)
+        return self.register_run(name, logged, actor=actor)
+
     def register_run(
         self, name: str, run: str | s.LoggedRun, *, actor: Actor
     ) -> s.ModelVersionInfo:
@@ -83,7 +110,7 @@ class Registry:
         """
         name = validate_name(name)
         _require(actor, WRITE_ROLES, "register a model version")
-        logged = run if isinstance(run, s.LoggedRun) else self._read_run(run)
+        logged = run if isinstance(run, s.LoggedRun) else self._read_run(validate_run_id(run))
         team = logged.tags.get(s.TAG_TEAM, "")
         model_exists = self._check_owner(name, team, actor)
         tags = {k: v for k, v in logged.tags.items() if k in _LINEAGE_TAGS}
@@ -110,6 +137,7 @@ class Registry:
     ) -> s.AliasEvent:
         """Point ``alias`` at ``version``; record who moved it from where."""
         name, alias, ver = validate_name(name), validate_alias(alias), validate_version(version)
+        reason = validate_free_text(reason, "reason")
         self._check_alias_permission(alias, actor)
         # The store refuses an unknown version (NotFound) before anything changes.
         self.store.set_alias(name, alias, ver)
@@ -128,6 +156,7 @@ class Registry:
         self, name: str, alias: str, *, actor: Actor, reason: str = ""
     ) -> s.AliasEvent:
         name, alias = validate_name(name), validate_alias(alias)
+        reason = validate_free_text(reason, "reason")
         self._check_alias_permission(alias, actor)
         current = self.store.get_version_by_alias(name, alias)
         if current is None:

@@ -60,20 +60,26 @@ def register(
     run: Annotated[str | None, typer.Option(help="A run logged by Pavedpath.")] = None,
     source: Annotated[str | None, typer.Option(help="runs:/<run_id>/model URI.")] = None,
     path: Annotated[Path | None, typer.Option(help="A local model directory to upload.")] = None,
-    task: Annotated[str, typer.Option(help="With --path: the task.")] = "text-generation",
-    framework: Annotated[str, typer.Option(help="With --path: the framework.")] = "transformers",
+    task: Annotated[
+        str, typer.Option(help="With --path: text-generation or tabular-classification.")
+    ] = "text-generation",
+    framework: Annotated[
+        str, typer.Option(help="With --path: transformers or torch.")
+    ] = "transformers",
     team: Annotated[str | None, typer.Option(help="Owner team (default PAVED_TEAM).")] = None,
     fmt: FormatOpt = out.Format.table,
 ) -> None:
     """Register a new version from a run, a runs:/ URI or a local directory."""
     from paved.errors import InvalidInput
-    from paved.names import validate_name
+    from paved.names import validate_choice, validate_name
     from pipelines.lineage import code_version
     from registry.safety import validate_source_uri
-    from registry.schemas import ModelPackage
+    from registry.schemas import FRAMEWORKS, MODEL_ARTIFACT_PATH, TASKS, ModelPackage
 
     c = _ctx(ctx)
     validate_name(name)
+    validate_choice(task, TASKS, "task")
+    validate_choice(framework, FRAMEWORKS, "framework")
     given = [x for x in (run, source, path) if x is not None]
     if len(given) != 1:
         raise InvalidInput("give exactly one of --run, --source or --path", rule="one_source")
@@ -84,7 +90,13 @@ def register(
                 f"registering from {uri!r} is not supported yet; use a runs:/ URI or --path",
                 rule="source_scheme",
             )
-        run = uri.removeprefix("runs:/").split("/", 1)[0]
+        run, _, artifact = uri.removeprefix("runs:/").partition("/")
+        if artifact.strip("/") != MODEL_ARTIFACT_PATH:
+            raise InvalidInput(
+                f"a Pavedpath run holds its model under {MODEL_ARTIFACT_PATH}/; use "
+                f"runs:/<run id>/{MODEL_ARTIFACT_PATH}",
+                rule="source_runs_path",
+            )
     if path is not None:
         package = ModelPackage(
             model_dir=path,
@@ -95,8 +107,7 @@ def register(
             dataset_digest="unknown",
             dataset_description="not recorded (registered from a local directory)",
         )
-        logged = c.registry.log_package(package, experiment=f"paved/{name}", actor=c.actor)
-        info = c.registry.register_run(name, logged, actor=c.actor)
+        info = c.registry.register_package(name, package, experiment=f"paved/{name}", actor=c.actor)
     else:
         assert run is not None
         info = c.registry.register_run(name, run, actor=c.actor)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from evaluation.profile import DataProfile
-
-Task = Literal["text-generation", "tabular-classification"]
-Framework = Literal["transformers", "torch"]
+from registry.schemas import Framework, Task
 
 
 class TrainResult(BaseModel):
