@@ -139,6 +139,7 @@ class Registry:
         name, alias, ver = validate_name(name), validate_alias(alias), validate_version(version)
         reason = validate_free_text(reason, "reason")
         self._check_alias_permission(alias, actor)
+        before = self.store.get_version_by_alias(name, alias)
         # The store refuses an unknown version (NotFound) before anything changes.
         self.store.set_alias(name, alias, ver)
         event = s.AliasEvent(
@@ -150,7 +151,7 @@ class Registry:
             reason=reason[:1024],
             at=self._clock(),
         )
-        return self._record_or_undo(event)
+        return self._record_or_undo(event, before.version if before else None)
 
     def remove_alias(
         self, name: str, alias: str, *, actor: Actor, reason: str = ""
@@ -171,7 +172,7 @@ class Registry:
             at=self._clock(),
         )
         self.store.delete_alias(name, alias)
-        return self._record_or_undo(event)
+        return self._record_or_undo(event, current.version)
 
     # ----------------------------------------------------------------- reads
 
@@ -345,12 +346,13 @@ class Registry:
             return
         _require(actor, WRITE_ROLES, f"move alias {alias!r}")
 
-    def _record_or_undo(self, event: s.AliasEvent) -> s.AliasEvent:
-        """Append the move to the history; if that fails, put the alias back as it was."""
+    def _record_or_undo(self, event: s.AliasEvent, previous: int | None) -> s.AliasEvent:
+        """Append the move to the history; if that fails, put the alias back where the
+        store had it (``previous``, read before the move: the history that just failed
+        is not asked again)."""
         try:
             return self.alias_history.record_move(event)
         except Exception as exc:
-            previous = self.alias_history.current(event.model, event.alias)
             if previous is None:
                 self.store.delete_alias(event.model, event.alias)
             else:
