@@ -25,10 +25,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
 from openai.types.chat import ChatCompletionMessageParam
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from pipelines.trainers.tiny_gpt import TinyGPTParams, train
+from tests.utils.json_numbers import body, numeric_fields
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -399,3 +401,59 @@ def test_a_client_leaving_before_a_plain_response_stops_its_generation(llm: Serv
         impatient.post("/v1/completions", json=body)
     llm.wait_idle(timeout_s=5)
     assert llm.health()["disconnects"] == before + 1
+
+
+# ---------------------------------------------------------------- hostile numbers
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "code"),
+    [({"seed": 2**63}, 400, "seed"), ({"seed": -(2**63) - 1}, 400, "seed"),
+     ({"seed": 2**63 - 1}, 200, None), ({"seed": -(2**63)}, 200, None),
+     ({"logit_bias": {"\u00b2": 5}}, 400, "logit_bias"),
+     ({"logit_bias": {"99999999": 5}}, 400, "logit_bias"),
+     ({"top_k": 2**31 - 1, "top_p": 5e-324, "temperature": 2}, 200, None),
+     ({"top_k": 1}, 200, None)],
+)  # fmt: skip
+def test_numbers_at_the_edges_reach_the_engine_or_are_400s(
+    llm: ServedLLM, fields: dict[str, Any], status: int, code: str | None
+) -> None:
+    for path, base in (
+        ("/v1/completions", {"prompt": PROMPT}),
+        ("/v1/chat/completions", {"messages": QUESTION}),
+    ):
+        body = {"model": ENDPOINT, "max_tokens": 3, **base, **fields}
+        response = llm.http.post(path, json=body)
+        assert response.status_code == status, response.text
+        if code is not None:
+            assert response.json()["error"]["code"] == code
+
+
+def test_a_seed_gives_the_same_sample(llm: ServedLLM) -> None:
+    def sample(seed: int) -> str:
+        body = {"model": ENDPOINT, "prompt": PROMPT, "max_tokens": 8, "seed": seed, "top_k": 5}
+        text: str = llm.http.post("/v1/completions", json=body).json()["choices"][0]["text"]
+        return text
+
+    assert sample(2**63 - 1) == sample(2**63 - 1)
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(fields=numeric_fields(chat=False), chat_fields=numeric_fields(chat=True))
+def test_any_json_number_is_answered_with_a_2xx_or_4xx(
+    llm: ServedLLM, fields: dict[str, Any], chat_fields: dict[str, Any]
+) -> None:
+    base = {"model": ENDPOINT, "max_tokens": 4}
+    for path, extra, drawn in (
+        ("/v1/completions", {"prompt": PROMPT}, fields),
+        ("/v1/chat/completions", {"messages": QUESTION}, chat_fields),
+    ):
+        raw = body(base | extra, drawn)
+        response = llm.http.post(path, content=raw, headers={"content-type": "application/json"})
+        assert response.status_code < 500, (raw[:300], response.text[:300])
+        if response.status_code >= 400:
+            assert response.json()["error"]["code"]  # a named rule, in OpenAI's shape
