@@ -69,6 +69,24 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(
         default=5.0, gt=0, description="How often `paved serve --env` polls the GitOps repo."
     )
+    reconcile_backoff_max_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description=(
+            "Cap of the reconciler's retry delay: after a failed pass it waits the interval "
+            "times 2^(failures in a row), at most this, and the interval again after a success."
+        ),
+    )
+    replica_start_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description=(
+            "Deadline for a new replica set to be running; past it (or when Ray Serve reports "
+            "it failed) that version is refused for its endpoint and its application deleted."
+        ),
+    )
     max_name_length: int = Field(default=64, ge=1, le=255)
 
     @field_validator("home", mode="after")

@@ -10,6 +10,13 @@ that says why, and that endpoint keeps serving what it served before. The commit
 applied is recorded only after a complete pass, and an older commit is never applied:
 a rollback is a new commit. Every step is idempotent, so a pass killed half way
 converges when run again.
+
+:meth:`Reconciler.run` is the control loop (`paved reconcile --watch`, `paved serve
+--env`): no exception from one pass stops it. A failed pass is recorded with its reason
+(:class:`PassRecord`, logged and saved beside the applied state for `paved reconcile
+--status`), retried after an exponential backoff with a cap that resets after a success,
+and serving stays as it was: routes move only at the end of a pass that got that far.
+A version whose replicas do not start by the deadline is refused for its endpoint alone.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import json
 import logging
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +41,7 @@ from paved.errors import Conflict, InvalidInput, PavedError
 from paved.manifest import Endpoint
 from paved.settings import Settings
 from registry.service import Registry
-from serving.deploy import Plan, plan
+from serving.deploy import Plan, ReplicasFailed, plan
 from serving.gateway.directory import deployment_app_name
 
 log = logging.getLogger(__name__)
@@ -60,6 +69,40 @@ class ServingTarget(Protocol):
     def model_apps(self) -> list[str]: ...
 
     def remove(self, names: list[str]) -> None: ...
+
+
+class Clock(Protocol):
+    """Where the control loop gets time (a step clock in tests)."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float, stop: threading.Event) -> bool:
+        """Wait up to ``seconds``; True as soon as ``stop`` is set."""
+        ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float, stop: threading.Event) -> bool:
+        return stop.wait(seconds)
+
+
+def backoff_delay(interval: float, failures: int, cap: float) -> float:
+    """The wait before the next pass: the interval, doubled per failure in a row, capped."""
+    if failures <= 0:
+        return interval
+    return min(interval * 2.0 ** min(failures, 62), max(cap, interval))
+
+
+def failure_reason(exc: BaseException, limit: int = 500) -> tuple[str, str | None]:
+    """What a failed pass reports: ``[code] message`` (rule apart), bounded in length."""
+    if isinstance(exc, PavedError):
+        text, rule = f"[{exc.code}] {exc.message}", exc.rule
+    else:
+        text, rule = f"{type(exc).__name__}: {exc}", None
+    return (text if len(text) <= limit else text[:limit] + "…"), rule
 
 
 class EndpointStatus(BaseModel):
@@ -95,6 +138,23 @@ class ReconcileReport(BaseModel):
         return [s for s in self.statuses if s.status == "refused"]
 
 
+class PassRecord(BaseModel):
+    """The outcome of one pass of the control loop (saved as ``ENV.pass.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str
+    at: datetime
+    ok: bool
+    commit: str | None = Field(default=None, description="The commit applied (ok passes).")
+    refused: list[str] = Field(default_factory=list, description="Endpoints refused.")
+    reason: str = Field(default="", description="Why the pass failed: [code] message.")
+    rule: str | None = None
+    consecutive_failures: int = Field(default=0, ge=0)
+    next_pass_in_s: float = Field(ge=0)
+    last_ok_at: datetime | None = None
+
+
 class StateStore:
     """Applied state per environment, as JSON under ``PAVED_HOME/reconciler/``."""
 
@@ -121,6 +181,20 @@ class StateStore:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    def load_pass(self, env: str) -> PassRecord | None:
+        path = self.root / f"{env}.pass.json"
+        return PassRecord.model_validate_json(path.read_text()) if path.exists() else None
+
+    def save_pass(self, record: PassRecord) -> None:
+        self._write(f"{record.env}.pass.json", record.model_dump_json(indent=1))
+
+    def _write(self, name: str, text: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.root / name)
+
     def save(self, state: AppliedState) -> None:
         """Write atomically: a crash leaves the old state or the new, never half."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -143,6 +217,7 @@ class Reconciler:
         internal_token: str,
         on_applied: Callable[[Endpoint, str], None] | None = None,
         before_pass: Callable[[], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.source = source
         self.registry = registry
@@ -153,6 +228,72 @@ class Reconciler:
         self.internal_token = internal_token
         self.on_applied = on_applied
         self.before_pass = before_pass
+        self.clock: Clock = clock or SystemClock()
+        # endpoint -> (manifest that did not start, attempts, retry at, reason)
+        self._failed_starts: dict[str, tuple[Endpoint, int, float, str]] = {}
+
+    def run(
+        self,
+        stop: threading.Event,
+        interval: float,
+        on_pass: Callable[[PassRecord, ReconcileReport | None], None] | None = None,
+    ) -> None:
+        """Pass after pass until ``stop`` is set; no pass's exception ends the loop.
+
+        A failed pass (a raw MLflow error, a git timeout, a download error, a target
+        that refuses) is logged, recorded with its reason and retried after
+        :func:`backoff_delay`; the endpoints keep serving what they served.
+        """
+        failures = 0
+        last_ok: datetime | None = None
+        cap = self.settings.reconcile_backoff_max_s
+        while not stop.is_set():
+            report: ReconcileReport | None = None
+            try:
+                report = self.once()
+            except Exception as exc:  # the loop outlives any one pass
+                failures += 1
+                delay = backoff_delay(interval, failures, cap)
+                reason, rule = failure_reason(exc)
+                log.warning(
+                    "reconcile pass for %s failed (%d in a row, next in %.1fs): %s",
+                    self.env,
+                    failures,
+                    delay,
+                    reason,
+                    exc_info=not isinstance(exc, PavedError),
+                )
+                record = PassRecord(
+                    env=self.env,
+                    at=datetime.now(UTC),
+                    ok=False,
+                    reason=reason,
+                    rule=rule,
+                    consecutive_failures=failures,
+                    next_pass_in_s=delay,
+                    last_ok_at=last_ok,
+                )
+            else:
+                failures = 0
+                delay = interval
+                last_ok = datetime.now(UTC)
+                record = PassRecord(
+                    env=self.env,
+                    at=last_ok,
+                    ok=True,
+                    commit=report.commit,
+                    refused=[s.endpoint for s in report.refused],
+                    next_pass_in_s=delay,
+                    last_ok_at=last_ok,
+                )
+            try:
+                self.state.save_pass(record)
+                if on_pass is not None:
+                    on_pass(record, report)
+            except Exception:  # reporting never stops the loop either
+                log.exception("could not record the reconcile pass for %s", self.env)
+            if self.clock.sleep(delay, stop):
+                break
 
     def once(self) -> ReconcileReport:
         """One pass: validate head, apply what is valid, record the commit."""
@@ -176,8 +317,20 @@ class Reconciler:
                 rule="no_going_back",
             )
         desired, statuses = self._desired(head, applied)
+        self._skip_failed_starts(desired, statuses, applied)
         p = plan(list(desired.values()), self.registry, self.settings, self.internal_token)
-        self.target.ensure_replicas(p)
+        try:
+            self.target.ensure_replicas(p)
+        except ReplicasFailed as exc:
+            # Those endpoints alone are refused and go back to what they served; the
+            # target already deleted applications that served nothing before.
+            for name, reason in sorted(exc.failed.items()):
+                self._refuse_start(name, reason, desired, statuses, applied)
+            p = plan(list(desired.values()), self.registry, self.settings, self.internal_token)
+            self.target.ensure_replicas(p)
+        for s in statuses:
+            if s.rule != "replica_start":
+                self._failed_starts.pop(s.endpoint, None)
         self.target.apply_routes(p)
         wanted = {deployment_app_name(spec.endpoint, spec.version) for _, spec in p.replicas}
         stale = [name for name in self.target.model_apps() if name not in wanted]
@@ -193,6 +346,50 @@ class Reconciler:
         return ReconcileReport(
             env=self.env, commit=head, previous_commit=applied.commit, statuses=statuses
         )
+
+    def _skip_failed_starts(
+        self, desired: dict[str, Endpoint], statuses: list[EndpointStatus], applied: AppliedState
+    ) -> None:
+        """A manifest whose replicas did not start is not retried until it changes or its
+        backoff has passed (each try can hold a pass for the whole start deadline)."""
+        now = self.clock.monotonic()
+        for name, ep in list(desired.items()):
+            failed = self._failed_starts.get(name)
+            if failed is None:
+                continue
+            manifest, _, retry_at, reason = failed
+            if manifest != ep:
+                del self._failed_starts[name]
+            elif now < retry_at:
+                self._refuse_start(name, reason, desired, statuses, applied, again=False)
+
+    def _refuse_start(
+        self,
+        name: str,
+        reason: str,
+        desired: dict[str, Endpoint],
+        statuses: list[EndpointStatus],
+        applied: AppliedState,
+        again: bool = True,
+    ) -> None:
+        ep = desired.get(name)
+        if ep is not None and again:
+            attempts = self._failed_starts.get(name, (ep, 0, 0.0, ""))[1] + 1
+            delay = backoff_delay(
+                self.settings.reconcile_interval_s, attempts, self.settings.reconcile_backoff_max_s
+            )
+            self._failed_starts[name] = (ep, attempts, self.clock.monotonic() + delay, reason)
+            log.warning("endpoint %s refused: %s (retried in %.0fs)", name, reason, delay)
+        status = EndpointStatus(
+            endpoint=name, status="refused", reason=reason, rule="replica_start"
+        )
+        for i, s in enumerate(statuses):
+            if s.endpoint == name:
+                statuses[i] = status
+        if name in applied.endpoints:  # serving stays exactly as it was
+            desired[name] = applied.endpoints[name]
+        else:
+            desired.pop(name, None)
 
     def _desired(
         self, head: str, applied: AppliedState

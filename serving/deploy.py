@@ -9,6 +9,7 @@ applications are never redeployed.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import signal
 import time
@@ -21,7 +22,7 @@ from paved.errors import InvalidInput, NotFound, Unavailable
 from paved.manifest import Endpoint
 from paved.settings import Settings
 from registry.service import Registry
-from serving.gateway.directory import deployment_app_name
+from serving.gateway.directory import MODEL_DEPLOYMENT, deployment_app_name
 from serving.gateway.routing import Protocol
 from serving.replica import ReplicaSpec
 
@@ -43,6 +44,16 @@ LLM_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
+
+
+class ReplicasFailed(Unavailable):
+    """Some endpoints' replicas did not start (by the deadline, or Serve said failed)."""
+
+    def __init__(self, failed: dict[str, str]) -> None:
+        super().__init__(
+            "; ".join(f"{ep}: {why}" for ep, why in failed.items()), rule="replica_start"
+        )
+        self.failed = failed  # endpoint -> reason
 
 
 @dataclass(frozen=True)
@@ -176,34 +187,66 @@ class RayServeTarget:
 
         return {name: str(st.status) for name, st in serve.status().applications.items()}
 
-    def ensure_replicas(self, p: Plan, timeout_s: float = 600.0) -> list[str]:
-        """Start the applications the plan needs that are not running; wait for all."""
+    def ensure_replicas(self, p: Plan, timeout_s: float | None = None) -> list[str]:
+        """Make every application the plan needs run with the plan's spec; wait for all.
+
+        An absent application is started. One running with the same spec but another
+        replica count is scaled in place (same version: Serve keeps its replicas). One
+        running with another spec (limits, context length, resources) gets a new replica
+        set beside the old one: the new version is deployed at twice the count, so Serve's
+        rolling update stops an old replica only once a new one runs, and the count goes
+        back when the new set runs. Applications whose spec did not change are left alone.
+
+        Every application has the same deadline (``PAVED_REPLICA_START_TIMEOUT_S``);
+        those that miss it or that Serve reports failed raise :class:`ReplicasFailed`,
+        naming their endpoints, after the others finished. A failed application that
+        served nothing before is deleted (its replicas and resources freed); one that
+        served keeps its old replicas for the caller to put its old spec back.
+        """
         from ray import serve
 
-        from serving.replica import ModelReplica
-
+        deadline = time.monotonic() + (
+            self.settings.replica_start_timeout_s if timeout_s is None else timeout_s
+        )
         running = self.running_apps()
-        names = []
+        wanted: dict[str, tuple[ReplicaSpec, Any, str, int]] = {}
         for ep, spec in p.replicas:
-            name = deployment_app_name(spec.endpoint, spec.version)
-            names.append(name)
-            if running.get(name) in ("RUNNING", "DEPLOYING"):
-                continue
-            env = LLM_ENV if spec.task == "text-generation" else {}
-            dep = ModelReplica.options(  # type: ignore[attr-defined]
-                num_replicas=max(1, ep.spec.replicas.min),
-                max_ongoing_requests=spec.max_concurrency,
-                graceful_shutdown_timeout_s=60,
-                ray_actor_options={
-                    "num_cpus": 0,
-                    "num_gpus": ep.spec.resources.gpu,
-                    "runtime_env": {"env_vars": env},
-                },
-            )
-            app = pinned(dep, spec_version(spec)).bind(spec)
+            dep, version = replica_deployment(ep, spec)
+            n = max(1, ep.spec.replicas.min)
+            wanted[deployment_app_name(spec.endpoint, spec.version)] = (spec, dep, version, n)
+
+        def deploy(name: str, count: int) -> None:
+            spec, dep, version, _ = wanted[name]
+            log.info("deploying %s (version %s, %d replicas)", name, version, count)
+            app = pinned(dep.options(num_replicas=count), version).bind(spec)
             serve._run(app, name=name, route_prefix=None, _blocking=False)
-        wait_running(names, timeout_s)
-        return names
+
+        served = {n for n in wanted if running.get(n) in ("RUNNING", "DEPLOYING")}
+        surging: list[str] = []
+        for name, (_, _, version, n) in wanted.items():
+            current = deployed_model(name) if name in running else None
+            if current is None:
+                count = n
+            elif current[0] != version:
+                count = 2 * n  # the new replica set comes up before the old one leaves
+                surging.append(name)
+            elif current[1] != n:
+                count = n  # in place
+            else:
+                continue
+            deploy(name, count)
+        failed = wait_running(list(wanted), deadline)
+        settled = [n for n in surging if n not in failed]
+        for name in settled:
+            deploy(name, wanted[name][3])
+        failed |= wait_running(settled, deadline)
+        if failed:
+            for name in sorted(failed):
+                if name not in served:
+                    log.warning("deleting %s, which did not start: %s", name, failed[name])
+                    serve.delete(name, _blocking=True)
+            raise ReplicasFailed({wanted[n][0].endpoint: why for n, why in sorted(failed.items())})
+        return list(wanted)
 
     def apply_routes(self, p: Plan) -> None:
         """Point every gateway replica at the plan's versions (in place, no restart).
@@ -278,23 +321,66 @@ def serve_gateway_spec(gateway: object) -> GatewaySpec:
     return GatewaySpec.model_validate(raw)
 
 
-def wait_running(names: list[str], timeout_s: float = 600.0) -> None:
-    """Block until every named application runs; fail with Serve's own message."""
+def wait_running(names: list[str], deadline: float) -> dict[str, str]:
+    """Wait until every named application runs, or fails, or ``deadline`` (monotonic)
+    passes; return the ones that did not run, each with Serve's message or the deadline."""
     from ray import serve
 
-    deadline = time.monotonic() + timeout_s
+    failed: dict[str, str] = {}
     pending = set(names)
     while pending:
         apps = serve.status().applications
-        for name in list(pending):
+        for name in sorted(pending):
             st = apps.get(name)
             if st is None:
                 continue
             if st.status == "RUNNING":
                 pending.discard(name)
             elif st.status in ("DEPLOY_FAILED", "UNHEALTHY"):
-                raise Unavailable(f"application {name} failed to start: {st.message}")
+                failed[name] = f"application {name} failed to start: {st.message}"[:1000]
+                pending.discard(name)
         if pending and time.monotonic() > deadline:
-            raise Unavailable(f"applications not running after {timeout_s:.0f}s: {sorted(pending)}")
+            for name in pending:
+                failed[name] = f"application {name} was not running by its start deadline"
+            break
         if pending:
             time.sleep(0.5)
+    return failed
+
+
+def deployed_model(app_name: str) -> tuple[str | None, int] | None:
+    """The version and replica count Serve targets for an application's model, if any."""
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client()
+    if client is None:
+        return None
+    try:
+        info, _ = client.get_deployment_info(MODEL_DEPLOYMENT, app_name)
+    except KeyError:
+        return None
+    return info.version, int(info.deployment_config.num_replicas or 0)
+
+
+def replica_deployment(ep: Endpoint, spec: ReplicaSpec) -> tuple[Any, str]:
+    """The model deployment for one endpoint version and its version string.
+
+    The version covers everything that needs new replicas when it changes (the replica
+    spec: limits, context length, batch rows; and the actor options: GPUs); the replica
+    count is left out, so Serve changes it in place.
+    """
+    from serving.replica import ModelReplica
+
+    env = LLM_ENV if spec.task == "text-generation" else {}
+    actor_options = {
+        "num_cpus": 0,
+        "num_gpus": ep.spec.resources.gpu,
+        "runtime_env": {"env_vars": env},
+    }
+    dep = ModelReplica.options(  # type: ignore[attr-defined]
+        max_ongoing_requests=spec.max_concurrency,
+        graceful_shutdown_timeout_s=60,
+        ray_actor_options=actor_options,
+    )
+    payload = f"{spec_version(spec)}:{json.dumps(actor_options, sort_keys=True)}"
+    return dep, hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -70,8 +70,7 @@ def serve(
 
 def _serve_env(c: CliContext, env: str, host: str, port: int) -> None:
     """The gateway plus a reconciler loop that applies the GitOps repo's head for ENV."""
-    from paved.cli.reconcile import build_reconciler, print_report
-    from paved.errors import PavedError
+    from paved.cli.reconcile import build_reconciler, print_pass
     from serving import deploy
     from serving.internal_auth import new_token
 
@@ -83,12 +82,12 @@ def _serve_env(c: CliContext, env: str, host: str, port: int) -> None:
     rec = build_reconciler(c, env, target)
     try:
         out.console.print(f"[bold]gateway[/bold] http://{host}:{port} (environment {env})")
-        while not stop.is_set():
-            try:
-                print_report(rec.once(), out.Format.table)  # type: ignore[attr-defined]
-            except PavedError as exc:
-                out.err_console.print(f"reconcile: [{exc.code}] {exc.message}", markup=False)
-            stop.wait(c.settings.reconcile_interval_s)
+        # The loop outlives every pass's error: recorded, retried with backoff.
+        rec.run(  # type: ignore[attr-defined]
+            stop,
+            c.settings.reconcile_interval_s,
+            on_pass=lambda r, rep: print_pass(r, rep, out.Format.table),
+        )
     finally:
         out.console.print("draining …")
         target.shutdown()
