@@ -10,15 +10,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from paved.errors import RateLimited, Unavailable
 
+Track = Callable[[str], Callable[[], None]]
+"""Called when a request on an endpoint is admitted; the call it returns, when it leaves."""
+
 
 class Admission:
-    def __init__(self, max_total: int) -> None:
+    def __init__(self, max_total: int, track: Track | None = None) -> None:
         self.max_total = max_total
+        self._track = track
         self.total = 0
         self._per: dict[str, int] = defaultdict(int)
 
@@ -43,11 +47,14 @@ class Admission:
             )
         self.total += 1
         self._per[endpoint] += 1
+        release = self._track(endpoint) if self._track is not None else None
         try:
             yield
         finally:
             self.total -= 1
             self._per[endpoint] -= 1
+            if release is not None:
+                release()
 
     async def wait_idle(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

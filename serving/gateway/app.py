@@ -31,7 +31,7 @@ from serving.gateway import asgi, forward
 from serving.gateway.admission import Admission
 from serving.gateway.auth import KeyCache
 from serving.gateway.directory import Directory
-from serving.gateway.routing import Route, RouteTable, choose
+from serving.gateway.routing import USER_HEADER, Route, RouteTable, choose, user_id
 from serving.gateway.upstream import UpstreamPool
 from serving.keys import ApiKey
 from serving.metrics import CONTENT_TYPE, GatewayMetrics
@@ -74,7 +74,7 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self.pool = pool or UpstreamPool()
         self.limits = limits or GatewayLimits()
-        self.admission = Admission(self.limits.max_inflight)
+        self.admission = Admission(self.limits.max_inflight, track=self.metrics.inflight)
         self.draining = False
         self._internal = (
             [(b"x-paved-internal-token", internal_token.encode())] if internal_token else []
@@ -115,6 +115,7 @@ class Gateway:
             endpoints=routes.routes,
             teams=self.keys.teams | {r.endpoint.metadata.team for r in routes.routes.values()},
             versions={v for r in routes.routes.values() for v in r.versions},
+            team_source=lambda: self.keys.teams,  # teams of keys made after start
         )
 
     async def drain(self, timeout_s: float = 30.0) -> None:
@@ -132,6 +133,7 @@ class Gateway:
         if kind != "http":
             return
         path: str = scope["path"]
+        send = self.metrics.counting(send, path)  # every response, refusals included
         protocol: asgi.Protocol = (
             "openai" if path.startswith("/v1/") else "v2" if path.startswith("/v2/") else "plain"
         )
@@ -188,7 +190,7 @@ class Gateway:
         route = self._route(request.model, key, "openai")
         check_limits(request, route.endpoint.spec.limits)
         stream = bool(request.stream)
-        user = request.user
+        user = user_id(asgi.header(scope, USER_HEADER), request.user)
         await self._forward(
             scope,
             receive,
@@ -248,7 +250,7 @@ class Gateway:
                 body,
                 headers,
                 stream=False,
-                user=None,
+                user=user_id(asgi.header(scope, USER_HEADER)),
                 meter=False,
             )
             return
@@ -317,7 +319,6 @@ class Gateway:
         out: forward.Outcome | None = None
         try:
             with self.admission.admit(name, route.endpoint.spec.limits.max_inflight, self.draining):
-                self.metrics.queue_depth.labels(labels[0]).set(self.admission.inflight(name))
                 fwd = [
                     (b"content-type", asgi.header(scope, b"content-type") or b"application/json"),
                     (b"x-paved-endpoint", name.encode()),

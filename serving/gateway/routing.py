@@ -3,10 +3,16 @@
 The split is a pure function of the route and the request so it is tested without a
 cluster: a weighted random draw, or, when the route is sticky and the caller sends a
 user id, a hash of that id, so one user stays on one side for the whole canary.
+
+The user id comes from one place for both protocols: the ``x-paved-user`` header, or,
+for an OpenAI request without it, the body's ``user`` field. The hash is salted with
+the endpoint's name, so a user in one canary's challenger group is not thereby in
+every other canary's challenger group too.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from dataclasses import dataclass, field
@@ -48,9 +54,29 @@ class Route:
         return (self.champion,) if self.challenger is None else (self.champion, self.challenger)
 
 
-def bucket(user: str) -> int:
-    """A stable 0..99 bucket for a user id."""
-    return int.from_bytes(hashlib.blake2b(user.encode(), digest_size=4).digest(), "big") % 100
+USER_HEADER = b"x-paved-user"
+
+
+def user_id(header: bytes | None, body_user: object = None) -> str | None:
+    """The caller's user id for sticky assignment: the ``x-paved-user`` header, else
+    the OpenAI ``user`` field; ``None`` when neither is a non-empty string."""
+    if header:
+        return header.decode("latin-1")
+    if isinstance(body_user, str) and body_user:
+        return body_user
+    return None
+
+
+def bucket(user: str, salt: str = "") -> int:
+    """A stable 0..99 bucket for a user id, independent across salts (endpoints)."""
+    digest = hashlib.blake2b(user.encode(), digest_size=8, salt=_salt(salt)).digest()
+    return int.from_bytes(digest, "big") % 100
+
+
+@functools.lru_cache(maxsize=1024)
+def _salt(salt: str) -> bytes:
+    # blake2b takes a salt of at most 16 bytes: a digest of any endpoint name fits.
+    return hashlib.blake2b(salt.encode(), digest_size=16).digest()
 
 
 def choose(route: Route, user: str | None, rng: random.Random | None = None) -> tuple[int, Cohort]:
@@ -59,7 +85,10 @@ def choose(route: Route, user: str | None, rng: random.Random | None = None) -> 
         return route.champion, "champion"
     if route.weight >= 100:
         return route.challenger, "challenger"
-    draw = bucket(user) if (route.sticky and user) else (rng or random).randrange(100)
+    if route.sticky and user:
+        draw = bucket(user, route.endpoint.name)
+    else:
+        draw = (rng or random).randrange(100)
     if draw < route.weight:
         return route.challenger, "challenger"
     return route.champion, "champion"
