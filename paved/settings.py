@@ -87,6 +87,15 @@ class Settings(BaseSettings):
             "it failed) that version is refused for its endpoint and its application deleted."
         ),
     )
+    gateway_stream_idle_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description=(
+            "A stream whose replica sends nothing this long is ended by the gateway with an "
+            "error event and [DONE] (a stalled replica cannot hold a client forever)."
+        ),
+    )
     max_name_length: int = Field(default=64, ge=1, le=255)
 
     @field_validator("home", mode="after")

@@ -125,7 +125,11 @@ class RayServeTarget:
 
         self.settings = settings
         self.gateway_spec = GatewaySpec(
-            host=host, port=port, keys_uri=settings.tracking_uri, internal_token=internal_token
+            host=host,
+            port=port,
+            keys_uri=settings.tracking_uri,
+            internal_token=internal_token,
+            stream_idle_timeout_s=settings.gateway_stream_idle_timeout_s,
         )
 
     @classmethod

@@ -23,6 +23,7 @@ from paved.errors import (
     NotFound,
     PavedError,
     PermissionDenied,
+    ReplicaUnreachable,
     Unavailable,
 )
 from paved.schemas import Role
@@ -30,6 +31,7 @@ from serving.backends.base import Receive, Scope, Send
 from serving.gateway import asgi, forward
 from serving.gateway.admission import Admission
 from serving.gateway.auth import KeyCache
+from serving.gateway.balance import Balancer
 from serving.gateway.directory import Directory
 from serving.gateway.routing import USER_HEADER, Route, RouteTable, choose, user_id
 from serving.gateway.upstream import UpstreamPool
@@ -54,6 +56,8 @@ class GatewayLimits:
     max_body_bytes: int = 1 << 20
     max_header_bytes: int = 16 << 10
     max_inflight: int = 1024  # whole gateway; past it: 503 at once
+    stream_idle_timeout_s: float = 60.0  # a stream silent this long ends with an error event
+    max_attempts: int = 3  # replicas tried when connections fail (nothing sent to them)
 
 
 class Gateway:
@@ -80,6 +84,7 @@ class Gateway:
             [(b"x-paved-internal-token", internal_token.encode())] if internal_token else []
         )
         self._rng = random.Random()
+        self.balancer = Balancer(rng=self._rng)
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self.update_routes(routes)
 
@@ -330,15 +335,20 @@ class Gateway:
                 binary_header = asgi.header(scope, b"inference-header-content-length")
                 if binary_header is not None:
                     fwd.append((b"inference-header-content-length", binary_header))
-                target = self.directory.pick(name, version)
-                if stream:
-                    out = await forward.stream(
-                        self.pool, target, path, body, send, receive, fwd, headers, started
-                    )
-                else:
-                    out = await forward.unary(
-                        self.pool, target, method, path, body, send, fwd, headers, meter=meter
-                    )
+                out = await self._relay(
+                    name,
+                    version,
+                    method,
+                    path,
+                    body,
+                    send,
+                    receive,
+                    fwd,
+                    headers,
+                    started,
+                    stream=stream,
+                    meter=meter,
+                )
                 status = out.status
         except PavedError as exc:
             status = exc.status
@@ -349,6 +359,82 @@ class Gateway:
         if route.shadow and route.challenger is not None and method == "POST":
             binary = asgi.header(scope, b"inference-header-content-length")
             self._shadow(route, path, body, key, stream, binary)
+
+    async def _relay(
+        self,
+        name: str,
+        version: int,
+        method: str,
+        path: str,
+        body: bytes,
+        send: Send,
+        receive: Receive,
+        fwd: list[tuple[bytes, bytes]],
+        headers: list[tuple[bytes, bytes]],
+        started: float,
+        *,
+        stream: bool,
+        meter: bool,
+    ) -> forward.Outcome:
+        """Forward to the least-loaded ready replica (:class:`Balancer`).
+
+        Another replica is tried only when no connection to the first could be made
+        (:class:`ReplicaUnreachable`: nothing was written, so it cannot have run the
+        request); any later failure is the client's answer, never a second POST.
+        """
+        targets = self.directory.targets(name, version)
+        tried: list[str] = []
+        unreachable: ReplicaUnreachable | None = None
+        for _ in range(min(len(targets), self.limits.max_attempts)):
+            target = self.balancer.choose(targets, tried)
+            if target is None:
+                break
+            tried.append(target)
+            self.balancer.acquire(target)
+            try:
+                if stream:
+                    out = await forward.stream(
+                        self.pool,
+                        target,
+                        path,
+                        body,
+                        send,
+                        receive,
+                        fwd,
+                        headers,
+                        started,
+                        idle_timeout_s=self.limits.stream_idle_timeout_s,
+                    )
+                else:
+                    out = await forward.unary(
+                        self.pool,
+                        target,
+                        method,
+                        path,
+                        body,
+                        send,
+                        receive,
+                        fwd,
+                        headers,
+                        meter=meter,
+                    )
+            except ReplicaUnreachable as exc:
+                out_s = self.balancer.failed(target)
+                log.warning(
+                    "replica %s of %s v%s unreachable; ejected for %gs",
+                    target,
+                    name,
+                    version,
+                    out_s,
+                )
+                unreachable = exc
+                continue
+            finally:
+                self.balancer.release(target)
+            self.balancer.succeeded(target)
+            return out
+        assert unreachable is not None
+        raise unreachable
 
     def _observe(self, labels: tuple[str, ...], status: int, started: float) -> None:
         m = self.metrics
@@ -394,13 +480,18 @@ class Gateway:
             if binary_header is not None:
                 fwd.append((b"inference-header-content-length", binary_header))
             with contextlib.suppress(PavedError, OSError):
-                target = self.directory.pick(name, version)
-                if stream:
-                    resp, chunks = await self.pool.stream(target, path, body, fwd)
-                    async for _ in chunks:
-                        pass
-                else:
-                    resp = await self.pool.request(target, "POST", path, body, fwd)
+                target = self.balancer.choose(self.directory.targets(name, version))
+                assert target is not None
+                self.balancer.acquire(target)
+                try:
+                    if stream:
+                        resp, chunks = await self.pool.stream(target, path, body, fwd)
+                        async for _ in chunks:
+                            pass
+                    else:
+                        resp = await self.pool.request(target, "POST", path, body, fwd)
+                finally:
+                    self.balancer.release(target)
                 status = resp.status
             self._observe(labels, status, started)
 

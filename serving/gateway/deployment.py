@@ -38,6 +38,9 @@ class GatewaySpec(BaseModel):
     max_body_bytes: int = 1 << 20
     max_header_bytes: int = 16 << 10
     max_inflight: int = 1024
+    stream_idle_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="A stream silent this long ends with an error."
+    )
     internal_token: str = Field(repr=False, description="Sent to replicas on every request.")
 
 
@@ -62,6 +65,7 @@ class GatewayIngress:
                 max_body_bytes=spec.max_body_bytes,
                 max_header_bytes=spec.max_header_bytes,
                 max_inflight=spec.max_inflight,
+                stream_idle_timeout_s=spec.stream_idle_timeout_s,
             ),
             internal_token=spec.internal_token,
         )

@@ -11,8 +11,8 @@ pyproject.toml); it is isolated here behind :class:`Directory`.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from paved.errors import Unavailable
@@ -29,7 +29,12 @@ MODEL_DEPLOYMENT = "model"
 
 
 class Directory(Protocol):
-    def pick(self, endpoint: str, version: int) -> str: ...
+    def targets(self, endpoint: str, version: int) -> Sequence[str]:
+        """The ready replicas' addresses; raises :class:`Unavailable` when there are none.
+
+        Which one gets a request is the gateway's :class:`~serving.gateway.balance.Balancer`.
+        """
+        ...
 
     def ready(self, endpoint: str, version: int) -> bool: ...
 
@@ -41,13 +46,12 @@ class StaticDirectory:
 
     def __init__(self, targets: dict[tuple[str, int], list[str]]) -> None:
         self._targets = targets
-        self._cycles = {k: itertools.cycle(v) for k, v in targets.items() if v}
 
-    def pick(self, endpoint: str, version: int) -> str:
-        cycle = self._cycles.get((endpoint, version))
-        if cycle is None:
+    def targets(self, endpoint: str, version: int) -> Sequence[str]:
+        addrs = self._targets.get((endpoint, version))
+        if not addrs:
             raise Unavailable(f"no ready replica for {endpoint} v{version}", retry_after_s=1)
-        return next(cycle)
+        return addrs
 
     def ready(self, endpoint: str, version: int) -> bool:
         return bool(self._targets.get((endpoint, version)))
@@ -62,7 +66,6 @@ class ServeDirectory:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_event_loop()
         self._addresses: dict[tuple[str, int], list[str]] = {}
-        self._rr: dict[tuple[str, int], int] = {}
         self._clients: dict[tuple[str, int], Any] = {}
 
     def watch(self, endpoint: str, version: int) -> None:
@@ -93,16 +96,13 @@ class ServeDirectory:
             client_id=f"paved-gateway:{endpoint}:{version}",
         )
 
-    def pick(self, endpoint: str, version: int) -> str:
-        key = (endpoint, version)
-        addrs = self._addresses.get(key)
+    def targets(self, endpoint: str, version: int) -> Sequence[str]:
+        addrs = self._addresses.get((endpoint, version))
         if not addrs:
             raise Unavailable(
                 f"no ready replica for endpoint {endpoint!r} version {version}", retry_after_s=2
             )
-        i = self._rr.get(key, 0) + 1
-        self._rr[key] = i
-        return addrs[i % len(addrs)]
+        return addrs
 
     def ready(self, endpoint: str, version: int) -> bool:
         return bool(self._addresses.get((endpoint, version)))

@@ -1,10 +1,18 @@
 """Forward one validated request to a replica and relay the answer, metering as it goes.
 
 Unary answers are relayed whole; the usage object is read from OpenAI JSON bodies.
-Streams are relayed chunk by chunk: the first data chunk stamps the time to first
-token, the replica's closing ``: paved-usage`` comment is consumed (never reaches the
-client) and gives the token counts. If the client goes away the upstream connection
-is closed, which makes the replica abort the generation.
+Streams are relayed event by event (:class:`UsageFilter`): the first event with
+content stamps the time to first token (for chat, not the role-only first chunk), the
+replica's closing ``: paved-usage`` comment is consumed (never reaches the client) and
+gives the token counts.
+
+However a request ends, the client is told properly and nothing is left running:
+
+- the replica breaks off or stalls (nothing for ``idle_timeout_s``) mid-stream: the
+  client's stream ends with an OpenAI error event and ``data: [DONE]``;
+- the client disconnects (streamed or not): the request returns at once, so its
+  admission slot is free, and the upstream connection is closed, which makes the
+  replica abort the generation.
 """
 
 from __future__ import annotations
@@ -16,10 +24,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from paved.errors import BackendError, PavedError, UpstreamTimeout
 from serving.backends.base import USAGE_COMMENT_PREFIX, Receive, Send
-from serving.gateway.upstream import UpstreamPool
+from serving.gateway.upstream import UpstreamBody, UpstreamPool
+from serving.protocol.openai_responses import error_response
 
 _PASS_HEADERS = (b"content-type", b"retry-after", b"inference-header-content-length")
+DONE = b"data: [DONE]\n\n"
+CLIENT_CLOSED = 499  # nginx's "client closed request": what metrics record for it
 
 
 @dataclass
@@ -42,7 +54,11 @@ class Usage:
 
 @dataclass
 class Outcome:
-    """What the gateway learned while relaying: for metrics and (later) the cost ledger."""
+    """What the gateway learned while relaying: for metrics and (later) the cost ledger.
+
+    ``status`` is what the request came to: the replica's status, the error a stream
+    ended with (its 200 was sent already), or 499 when the client left.
+    """
 
     status: int
     usage: Usage
@@ -50,6 +66,42 @@ class Outcome:
     itl_s: float | None = None
     chunks: int = 0
     client_gone: bool = False
+    usage_known: bool = False  # the replica reported the counts (else they are zero)
+
+
+class ClientWatch:
+    """Cancels the forwarding task when the client disconnects (ASGI ``http.disconnect``).
+
+    Only once the request body has been read: every later ``receive()`` then waits
+    for the disconnect. Cancelling the task cancels whatever it awaits (the upstream
+    response, a chunk, a send), and the upstream pool closes that connection.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.gone = False
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        self.task.cancel()
+
+    def stop(self) -> None:
+        """Stop watching; call before the last send (a complete response reads as a
+        disconnect in uvicorn)."""
+        self._watcher.cancel()
+
+    def swallow(self) -> bool:
+        """In ``except CancelledError``: True (and the cancel undone) if the client left."""
+        self.stop()
+        if not self.gone:
+            return False
+        self.task.uncancel()
+        return True
 
 
 def _relay_headers(
@@ -66,21 +118,31 @@ async def unary(
     path: str,
     body: bytes,
     send: Send,
+    receive: Receive,
     fwd_headers: list[tuple[bytes, bytes]],
     resp_headers: list[tuple[bytes, bytes]],
     *,
     meter: bool,
 ) -> Outcome:
-    resp = await pool.request(target, method, path, body, fwd_headers)
-    usage = Usage()
+    watch = ClientWatch(receive)
+    try:
+        resp = await pool.request(target, method, path, body, fwd_headers)
+    except asyncio.CancelledError:
+        if watch.swallow():
+            return Outcome(CLIENT_CLOSED, Usage(), client_gone=True)
+        raise
+    finally:
+        watch.stop()
+    outcome = Outcome(resp.status, Usage())
     if meter and resp.status == 200:
         with contextlib.suppress(ValueError, TypeError, AttributeError):
-            usage = Usage.from_dict(json.loads(resp.body).get("usage"))
+            outcome.usage = Usage.from_dict(json.loads(resp.body).get("usage"))
+            outcome.usage_known = True
     headers = _relay_headers(resp.headers, resp_headers)
     headers.append((b"content-length", str(len(resp.body)).encode()))
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     await send({"type": "http.response.body", "body": resp.body})
-    return Outcome(resp.status, usage)
+    return outcome
 
 
 async def stream(
@@ -93,122 +155,150 @@ async def stream(
     fwd_headers: list[tuple[bytes, bytes]],
     resp_headers: list[tuple[bytes, bytes]],
     started: float,
+    *,
+    idle_timeout_s: float,
 ) -> Outcome:
-    resp, chunks = await pool.stream(target, path, body, fwd_headers)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": resp.status,
-            "headers": _relay_headers(resp.headers, resp_headers),
-        }
-    )
-    outcome = Outcome(resp.status, Usage())
-    if resp.status != 200:
-        async for chunk in chunks:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-        return outcome
-
-    disconnected = asyncio.Event()
-
-    async def watch() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        disconnected.set()
-
-    watcher = asyncio.get_running_loop().create_task(watch())
-    first = last = 0.0
-    usage_filter = UsageFilter()
+    watch = ClientWatch(receive)
+    upstream: UpstreamBody | None = None
+    outcome = Outcome(200, Usage())
     try:
-        async for chunk in chunks:
-            if disconnected.is_set():
-                outcome.client_gone = True
+        resp, upstream = await pool.stream(target, path, body, fwd_headers)
+        outcome.status = resp.status
+        await send(
+            {
+                "type": "http.response.start",
+                "status": resp.status,
+                "headers": _relay_headers(resp.headers, resp_headers),
+            }
+        )
+        if resp.status != 200:  # a refusal: a small JSON body, relayed as it comes
+            with contextlib.suppress(BackendError):
+                async for chunk in upstream:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        else:
+            await _relay_events(upstream, send, outcome, started, idle_timeout_s)
+    except asyncio.CancelledError:
+        if upstream is not None:
+            upstream.close()  # the replica sees the disconnect and aborts the generation
+        if watch.swallow():
+            outcome.status = CLIENT_CLOSED
+            outcome.client_gone = True
+            return outcome
+        raise
+    finally:
+        watch.stop()
+    await send({"type": "http.response.body", "body": b""})
+    return outcome
+
+
+async def _relay_events(
+    upstream: UpstreamBody, send: Send, outcome: Outcome, started: float, idle_timeout_s: float
+) -> None:
+    """Relay a 200 event stream; a replica that breaks off or stalls ends it with an error."""
+    usage_filter = UsageFilter()
+    first = last = 0.0
+    error: PavedError | None = None
+    try:
+        while True:
+            async with asyncio.timeout(idle_timeout_s):
+                chunk = await upstream.read()
+            if chunk is None:
                 break
+            outcome.chunks += 1
+            data = usage_filter.feed(chunk)
+            if not data:
+                continue
             now = time.perf_counter()
-            if not first:
+            if not first and has_content(data):
                 first = now
                 outcome.ttft_s = now - started
             last = now
-            outcome.chunks += 1
-            data = usage_filter.feed(chunk)
-            if data:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-        else:
-            await send({"type": "http.response.body", "body": usage_filter.flush()})
-        outcome.usage = usage_filter.usage or Usage()
-    finally:
-        watcher.cancel()
-        await chunks.aclose()  # type: ignore[attr-defined]
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+    except TimeoutError:
+        upstream.close()
+        error = UpstreamTimeout(
+            f"the model replica sent nothing for {idle_timeout_s:g}s; the stream was ended",
+            rule="stream_idle_timeout",
+        )
+    except BackendError as exc:
+        error = exc
+    if error is None:
+        tail = usage_filter.flush()
+    else:
+        outcome.status = error.status
+        tail = sse_error(error) + (b"" if usage_filter.done else DONE)
+    if tail:
+        await send({"type": "http.response.body", "body": tail, "more_body": True})
+    if usage_filter.usage is not None:
+        outcome.usage = usage_filter.usage
+        outcome.usage_known = True
     n = outcome.usage.completion_tokens
-    if n > 1 and last > first:
+    if n > 1 and first and last > first:
         outcome.itl_s = (last - first) / (n - 1)
-    return outcome
+
+
+def sse_error(exc: PavedError) -> bytes:
+    """An error as an SSE event in OpenAI's shape: ``data: {"error": {...}}``."""
+    return b"data: " + error_response(exc).model_dump_json().encode() + b"\n\n"
+
+
+def has_content(events: bytes) -> bool:
+    """Whether any event carries generated text (a chat delta's content or a completion's
+    text); the role-only first chunk of a chat stream does not."""
+    for event in events.split(b"\n\n"):
+        if not event.startswith(b"data: {"):
+            continue
+        try:
+            doc = json.loads(event[6:])
+        except ValueError:
+            continue
+        for choice in doc.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            if choice.get("text") or (isinstance(delta, dict) and delta.get("content")):
+                return True
+    return False
 
 
 class UsageFilter:
     """Removes the ``: paved-usage`` comment event from an SSE byte stream.
 
-    The comment counts only at the start of a line (generated text cannot forge it);
-    a tail that may be the start of one is held back until the next chunk decides.
+    Relays whole events only (up to the last blank line seen), so a stream broken off
+    mid-event never hands the client half an event. The comment counts only as an
+    event of its own (generated text is inside JSON strings and cannot forge one).
     """
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
+        self.done = False  # ``data: [DONE]`` has been relayed
         self._held = b""
-        self._line_start = True  # the next byte relayed starts a line
-        self._drop_newline = False  # the comment's closing blank line is still to come
 
     def feed(self, chunk: bytes) -> bytes:
-        buf = self._held + chunk
-        self._held = b""
-        if self._drop_newline and buf:
-            self._drop_newline = False
-            if buf.startswith(b"\n"):
-                buf = buf[1:]
-        out: list[bytes] = []
-        while True:
-            i = self._find(buf)
-            if i == -1:
-                break
-            end = buf.find(b"\n", i)
-            if end == -1:  # split across chunks: hold from the comment on
-                out.append(buf[:i])
-                self._held = buf[i:]
-                return self._emit(out)
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                self.usage = Usage.from_dict(json.loads(buf[i + len(USAGE_COMMENT_PREFIX) : end]))
-            out.append(buf[:i])
-            tail = buf[end + 1 :]
-            self._drop_newline = not tail
-            buf = tail[1:] if tail.startswith(b"\n") else tail
-            self._line_start = True if not out[-1] else out[-1].endswith(b"\n")
-        k = self._partial(buf)
-        out.append(buf[: len(buf) - k])
-        self._held = buf[len(buf) - k :]
-        return self._emit(out)
+        buf = self._held + chunk if self._held else chunk
+        end = buf.rfind(b"\n\n")
+        if end == -1:
+            self._held = buf
+            return b""
+        end += 2
+        events, self._held = buf[:end], buf[end:]
+        if USAGE_COMMENT_PREFIX in events:
+            kept = [e for e in events.split(b"\n\n") if not self._take_usage(e)]
+            events = b"\n\n".join(kept)
+        if events.endswith(DONE):
+            self.done = True
+        return events
 
     def flush(self) -> bytes:
+        """What is left when the upstream ended (an event without its blank line)."""
         held, self._held = self._held, b""
+        if self._take_usage(held.rstrip(b"\n")):
+            return b""
         return held
 
-    def _emit(self, parts: list[bytes]) -> bytes:
-        data = b"".join(parts)
-        if data:
-            self._line_start = data.endswith(b"\n")
-        return data
-
-    def _find(self, buf: bytes) -> int:
-        if self._line_start and buf.startswith(USAGE_COMMENT_PREFIX):
-            return 0
-        i = buf.find(b"\n" + USAGE_COMMENT_PREFIX)
-        return i + 1 if i != -1 else -1
-
-    def _partial(self, buf: bytes) -> int:
-        """Length of a tail that could be the beginning of the comment line."""
-        for k in range(min(len(USAGE_COMMENT_PREFIX) - 1, len(buf)), 0, -1):
-            if not USAGE_COMMENT_PREFIX.startswith(buf[len(buf) - k :]):
-                continue
-            start = len(buf) - k
-            if (start == 0 and self._line_start) or buf[start - 1 : start] == b"\n":
-                return k
-        return 0
+    def _take_usage(self, event: bytes) -> bool:
+        if not event.startswith(USAGE_COMMENT_PREFIX):
+            return False
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            self.usage = Usage.from_dict(json.loads(event[len(USAGE_COMMENT_PREFIX) :]))
+        return True

@@ -9,6 +9,7 @@ tests and the e2e test runs the whole stack.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import socket
 import threading
@@ -91,35 +92,82 @@ async def trivial_replica(scope: Any, receive: Any, send: Any) -> None:
             break
     hdrs = {k.decode(): v.decode() for k, v in scope["headers"]}
     doc = json.loads(body) if body else {}
+    tag = str(doc.get("tag", ""))
+    REPLICA_EVENTS[f"{tag}:request"] += 1
     if "sleep" in doc:
-        await asyncio.sleep(float(doc["sleep"]))
+        try:
+            await asyncio.wait_for(_disconnected(receive), float(doc["sleep"]))
+        except TimeoutError:
+            pass
+        else:
+            REPLICA_EVENTS[f"{tag}:disconnect"] += 1
+            return
+    if doc.get("die"):  # a head promising a body, then the connection breaks off
+        head = [(b"content-type", b"application/json"), (b"content-length", b"100")]
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+        raise ReplicaDied(tag)
     seen = json.dumps({k: v for k, v in hdrs.items() if k.startswith("x-paved")}).encode()
     if scope["path"].startswith("/v2/"):
         v2 = json.dumps({"model_name": "t", "outputs": [], "seen": json.loads(seen)}).encode()
         await _send(send, 200, v2, b"application/json")
     elif doc.get("stream"):
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/event-stream")],
-            }
-        )
-        for i in range(3):
-            chunk = {"choices": [{"index": 0, "text": f"t{i}"}], "seen": json.loads(seen)}
-            await send(
-                {
-                    "type": "http.response.body",
-                    "more_body": True,
-                    "body": b"data: " + json.dumps(chunk).encode() + b"\n\n",
-                }
-            )
-        usage = b': paved-usage {"prompt_tokens": 4, "completion_tokens": 3}\n\n'
-        await send({"type": "http.response.body", "body": usage, "more_body": True})
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+        await _stream(send, receive, scope["path"], doc, json.loads(seen))
     else:
         out = dict(COMPLETION, seen=json.loads(seen))
         await _send(send, 200, json.dumps(out).encode(), b"application/json")
+
+
+REPLICA_EVENTS: collections.Counter[str] = collections.Counter()
+"""What the trivial replica saw, by the request's ``tag``: ``TAG:request`` per request
+received, ``TAG:disconnect`` per client that left while it slept or stalled."""
+
+
+async def _disconnected(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class ReplicaDied(Exception):
+    """Raised by the trivial replica to break a stream off mid-way (uvicorn drops it)."""
+
+
+async def _stream(send: Any, receive: Any, path: str, doc: dict[str, Any], seen: Any) -> None:
+    """An SSE answer: chat chunks (the role first) on the chat path, else completions.
+
+    Knobs in the request body: ``chunks`` (content chunks, default 3), ``gap`` (seconds
+    before each content chunk), ``stall_after`` (after that many content chunks, wait
+    for the client to leave, recorded in :data:`REPLICA_EVENTS` under ``tag``),
+    ``die_after`` (after that many, break the connection off).
+    """
+    chat = path == "/v1/chat/completions"
+    n = int(doc.get("chunks", 3))
+    tag = str(doc.get("tag", ""))
+    headers = [(b"content-type", b"text/event-stream")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    async def event(payload: dict[str, Any]) -> None:
+        data = b"data: " + json.dumps(payload).encode() + b"\n\n"
+        await send({"type": "http.response.body", "more_body": True, "body": data})
+
+    if chat:
+        await event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+    for i in range(n):
+        if i == doc.get("stall_after"):
+            await _disconnected(receive)
+            REPLICA_EVENTS[f"{tag}:disconnect"] += 1
+            return
+        if i == doc.get("die_after"):
+            raise ReplicaDied(tag)
+        if doc.get("gap"):
+            await asyncio.sleep(float(doc["gap"]))
+        choice = (
+            {"index": 0, "delta": {"content": f"t{i}"}} if chat else {"index": 0, "text": f"t{i}"}
+        )
+        await event({"choices": [choice], "seen": seen})
+    usage = b': paved-usage {"prompt_tokens": 4, "completion_tokens": %d}\n\n' % n
+    await send({"type": "http.response.body", "body": usage, "more_body": True})
+    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
 
 async def _send(send: Any, status: int, body: bytes, ctype: bytes) -> None:
