@@ -18,7 +18,10 @@ Streaming responses (SSE) end with a comment line the gateway consumes and strip
 
     : paved-usage {"prompt_tokens": 12, "completion_tokens": 64, "cached_tokens": 0}
 
-so tokens are metered whether or not the client asked for ``include_usage``.
+so tokens are metered whether or not the client asked for ``include_usage``. Streams
+are sent with ``x-paved-upstream-id`` (a fresh hex id per request); if the client leaves
+mid-stream, the gateway closes the connection (the replica aborts the generation) and
+asks ``GET /paved/usage/{id}`` for what was generated up to the abort.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 USAGE_COMMENT_PREFIX = b": paved-usage "
+UPSTREAM_ID_HEADER = b"x-paved-upstream-id"
 
 
 class BackendConfig(BaseModel):

@@ -52,6 +52,7 @@ from serving.backends.llm_outputs import (
     completion_response,
 )
 from serving.backends.llm_stream import merge_streams
+from serving.backends.llm_usage import AbortedUsage
 from serving.protocol.openai import ChatCompletionRequest, CompletionRequest, check_limits
 from serving.protocol.openai_responses import (
     ChatCompletionResponse,
@@ -73,10 +74,12 @@ DRAIN_TIMEOUT_S = 30.0
 
 @dataclass(slots=True)
 class Stream:
-    """A streamed response: its SSE events, and the slot to release when it ends."""
+    """A streamed response: its SSE events, the slot to release when it ends, and the
+    tally of its tokens (what the engine generated so far, should the client leave)."""
 
     events: AsyncGenerator[bytes, None]
     slot: Slot
+    tally: UsageTally
 
 
 class LLMStats(BaseModel):
@@ -114,6 +117,7 @@ class LLMBackend:
         self.disconnects = 0
         self._engine_options = dict(engine_options or {})
         self._gate = ConcurrencyGate(config.max_concurrency)
+        self.aborted = AbortedUsage()  # usage of streams whose client left, for the gateway
         self._state: State = "new"
         self._engine: AsyncLLM | None = None
         self._building: asyncio.Future[AsyncLLM] | None = None
@@ -198,11 +202,17 @@ class LLMBackend:
         )
         return ModelList(data=[card])
 
-    def stream_closed(self, slot: Slot, disconnected: bool) -> None:
-        """Called once per stream when it ends, however it ended."""
-        slot.release()
+    def stream_closed(self, stream: Stream, disconnected: bool, upstream_id: str | None) -> None:
+        """Called once per stream when it ends, however it ended.
+
+        A stream whose client left records its usage (what the engine generated up to
+        the abort) under ``upstream_id``, for the gateway to collect.
+        """
+        stream.slot.release()
         if disconnected:
             self.client_left()
+            if upstream_id is not None:
+                self.aborted.record(upstream_id, stream.tally.usage())
 
     def client_left(self) -> None:
         """Count a client that went away before its response was complete."""
@@ -230,7 +240,7 @@ class LLMBackend:
             runs = [self._generate(f"{ctx.id}-{i}", p, params) for i, p in enumerate(prompts)]
             if request.stream:
                 streaming = True
-                return Stream(completion_events(ctx, merge_streams(runs), tally), slot)
+                return Stream(completion_events(ctx, merge_streams(runs), tally), slot, tally)
             finals = await asyncio.gather(*(_last(run) for run in runs))
             return completion_response(ctx, finals, tally)
         finally:
@@ -261,7 +271,7 @@ class LLMBackend:
             run = self._generate(ctx.id, prompt, params)
             if request.stream:
                 streaming = True
-                return Stream(chat_events(ctx, run, tally), slot)
+                return Stream(chat_events(ctx, run, tally), slot, tally)
             return chat_response(ctx, await _last(run), tally)
         finally:
             if not streaming:

@@ -27,8 +27,10 @@ from paved.errors import (
     RateLimited,
     Unavailable,
 )
+from serving.backends.base import UPSTREAM_ID_HEADER
 from serving.backends.llm import LLMBackend, Stream
 from serving.backends.llm_stream import ClientDisconnected, SSEResponse, until_disconnect
+from serving.backends.llm_usage import valid_upstream_id
 from serving.protocol.openai import ChatCompletionRequest, CompletionRequest, parse_request
 from serving.protocol.openai_responses import error_response
 
@@ -45,19 +47,20 @@ def build_app(backend: LLMBackend) -> Starlette:
     """The ASGI app serving ``backend``."""
     headers = {"x-paved-model-version": str(backend.config.version)}
 
-    def answer(result: BaseModel | Stream) -> Response:
+    def answer(result: BaseModel | Stream, upstream_id: str | None) -> Response:
         if isinstance(result, Stream):
-            slot = result.slot
+            stream = result
             return SSEResponse(
-                result.events,
-                on_close=lambda disconnected: backend.stream_closed(slot, disconnected),
+                stream.events,
+                on_close=lambda gone: backend.stream_closed(stream, gone, upstream_id),
                 headers=headers,
             )
         return Response(result.model_dump_json(), media_type=JSON, headers=headers)
 
     async def respond(request: Request, work: Coroutine[Any, Any, BaseModel | Stream]) -> Response:
+        upstream_id = valid_upstream_id(request.headers.get(UPSTREAM_ID_HEADER.decode()))
         try:
-            return answer(await until_disconnect(work, request.receive))
+            return answer(await until_disconnect(work, request.receive), upstream_id)
         except ClientDisconnected:
             backend.client_left()
             return Response(status_code=499)  # nobody reads it; nginx's "client closed"
@@ -69,6 +72,14 @@ def build_app(backend: LLMBackend) -> Starlette:
     async def chat_completions(request: Request) -> Response:
         body = parse_request(ChatCompletionRequest, await _read_body(request))
         return await respond(request, backend.chat(body))
+
+    async def aborted_usage(request: Request) -> Response:
+        """The usage of a stream whose client left (see ``llm_usage``); once, then gone."""
+        upstream_id = valid_upstream_id(request.path_params["upstream_id"])
+        usage = None if upstream_id is None else await backend.aborted.take(upstream_id, 2.0)
+        if usage is None:
+            raise NotFound("no usage recorded under that id", rule="upstream_id")
+        return Response(usage.model_dump_json(), media_type=JSON)
 
     async def models(request: Request) -> Response:
         return Response(backend.models().model_dump_json(), media_type=JSON)
@@ -83,6 +94,7 @@ def build_app(backend: LLMBackend) -> Starlette:
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/paved/usage/{upstream_id}", aborted_usage, methods=["GET"]),
         ],
         exception_handlers={
             PavedError: _paved_error,

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from paved.errors import (
     Unavailable,
 )
 from paved.schemas import Role
-from serving.backends.base import Receive, Scope, Send
+from serving.backends.base import UPSTREAM_ID_HEADER, Receive, Scope, Send
 from serving.gateway import asgi, forward
 from serving.gateway.admission import Admission
 from serving.gateway.auth import KeyCache
@@ -86,6 +87,7 @@ class Gateway:
         self._rng = random.Random()
         self.balancer = Balancer(rng=self._rng)
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self.update_routes(routes)
 
     # ------------------------------------------------------------ lifecycle
@@ -355,7 +357,10 @@ class Gateway:
             raise
         finally:
             self._observe(labels, status, started)
-        self._observe_tokens(labels, out)
+        if out.client_gone and out.upstream_id and not out.usage_known:
+            self._collect_usage(labels, out)  # the slot is free already; the count comes later
+        else:
+            self._observe_tokens(labels, out)
         if route.shadow and route.challenger is not None and method == "POST":
             binary = asgi.header(scope, b"inference-header-content-length")
             self._shadow(route, path, body, key, stream, binary)
@@ -391,6 +396,7 @@ class Gateway:
                 break
             tried.append(target)
             self.balancer.acquire(target)
+            upstream_id = uuid.uuid4().hex if stream else ""
             try:
                 if stream:
                     out = await forward.stream(
@@ -400,7 +406,7 @@ class Gateway:
                         body,
                         send,
                         receive,
-                        fwd,
+                        [*fwd, (UPSTREAM_ID_HEADER, upstream_id.encode())],
                         headers,
                         started,
                         idle_timeout_s=self.limits.stream_idle_timeout_s,
@@ -432,6 +438,7 @@ class Gateway:
             finally:
                 self.balancer.release(target)
             self.balancer.succeeded(target)
+            out.target, out.upstream_id = target, upstream_id
             return out
         assert unreachable is not None
         raise unreachable
@@ -453,6 +460,25 @@ class Gateway:
             m.prompt_tokens.labels(*labels).inc(out.usage.prompt_tokens)
         if out.usage.completion_tokens:
             m.completion_tokens.labels(*labels).inc(out.usage.completion_tokens)
+
+    def _collect_usage(self, labels: tuple[str, ...], out: forward.Outcome) -> None:
+        """Meter a stream whose client left: its replica says what it generated up to
+        the abort (:func:`forward.aborted_usage`), asked in the background."""
+        if len(self._background) >= 256:
+            self._observe_tokens(labels, out)  # bounded: past it, the count is lost
+            return
+
+        async def run() -> None:
+            usage = await forward.aborted_usage(
+                self.pool, out.target, out.upstream_id, self._internal
+            )
+            if usage is not None:
+                out.usage, out.usage_known = usage, True
+            self._observe_tokens(labels, out)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _shadow(
         self,

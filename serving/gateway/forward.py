@@ -67,6 +67,35 @@ class Outcome:
     chunks: int = 0
     client_gone: bool = False
     usage_known: bool = False  # the replica reported the counts (else they are zero)
+    target: str = ""  # the replica that answered
+    upstream_id: str = ""  # the id it was sent (x-paved-upstream-id), for aborted_usage
+
+
+async def aborted_usage(
+    pool: UpstreamPool,
+    target: str,
+    upstream_id: str,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    wait_s: float = 5.0,
+) -> Usage | None:
+    """What a replica generated for a stream whose client left, up to the abort.
+
+    The upstream connection was closed to abort the generation, so the usage comment
+    never came; the replica keeps the count under ``upstream_id`` (see
+    ``serving/backends/llm_usage.py``). A GET: asking twice runs nothing twice.
+    """
+    try:
+        async with asyncio.timeout(wait_s):
+            resp = await pool.request(target, "GET", f"/paved/usage/{upstream_id}", b"", headers)
+    except (PavedError, TimeoutError, OSError):
+        return None
+    if resp.status != 200:
+        return None
+    try:
+        return Usage.from_dict(json.loads(resp.body))
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 class ClientWatch:

@@ -91,6 +91,10 @@ async def trivial_replica(scope: Any, receive: Any, send: Any) -> None:
         if not m.get("more_body"):
             break
     hdrs = {k.decode(): v.decode() for k, v in scope["headers"]}
+    if scope["path"].startswith("/paved/usage/"):  # what a stream did before its client left
+        usage = REPLICA_USAGE.pop(scope["path"].rsplit("/", 1)[1], None)
+        await _send(send, 200 if usage else 404, json.dumps(usage).encode(), b"application/json")
+        return
     doc = json.loads(body) if body else {}
     tag = str(doc.get("tag", ""))
     REPLICA_EVENTS[f"{tag}:request"] += 1
@@ -112,7 +116,7 @@ async def trivial_replica(scope: Any, receive: Any, send: Any) -> None:
         v2 = json.dumps({"model_name": "t", "outputs": [], "seen": json.loads(seen)}).encode()
         await _send(send, 200, v2, b"application/json")
     elif doc.get("stream"):
-        await _stream(send, receive, scope["path"], doc, json.loads(seen))
+        await _stream(send, receive, scope["headers"], scope["path"], doc, json.loads(seen))
     else:
         out = dict(COMPLETION, seen=json.loads(seen))
         await _send(send, 200, json.dumps(out).encode(), b"application/json")
@@ -128,17 +132,24 @@ async def _disconnected(receive: Any) -> None:
         pass
 
 
+REPLICA_USAGE: dict[str, dict[str, int]] = {}
+"""Usage of streams whose client left, by upstream id, until the gateway collects it."""
+
+
 class ReplicaDied(Exception):
     """Raised by the trivial replica to break a stream off mid-way (uvicorn drops it)."""
 
 
-async def _stream(send: Any, receive: Any, path: str, doc: dict[str, Any], seen: Any) -> None:
+async def _stream(
+    send: Any, receive: Any, scope_headers: Any, path: str, doc: dict[str, Any], seen: Any
+) -> None:
     """An SSE answer: chat chunks (the role first) on the chat path, else completions.
 
     Knobs in the request body: ``chunks`` (content chunks, default 3), ``gap`` (seconds
     before each content chunk), ``stall_after`` (after that many content chunks, wait
     for the client to leave, recorded in :data:`REPLICA_EVENTS` under ``tag``),
-    ``die_after`` (after that many, break the connection off).
+    ``die_after`` (after that many, break the connection off). A stream whose client
+    left records its usage under ``x-paved-upstream-id`` for ``GET /paved/usage/{id}``.
     """
     chat = path == "/v1/chat/completions"
     n = int(doc.get("chunks", 3))
@@ -150,12 +161,15 @@ async def _stream(send: Any, receive: Any, path: str, doc: dict[str, Any], seen:
         data = b"data: " + json.dumps(payload).encode() + b"\n\n"
         await send({"type": "http.response.body", "more_body": True, "body": data})
 
+    upstream_id = dict(scope_headers).get(b"x-paved-upstream-id", b"").decode()
     if chat:
         await event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
     for i in range(n):
         if i == doc.get("stall_after"):
             await _disconnected(receive)
             REPLICA_EVENTS[f"{tag}:disconnect"] += 1
+            if upstream_id:  # the engine generated i tokens up to the abort
+                REPLICA_USAGE[upstream_id] = {"prompt_tokens": 4, "completion_tokens": i}
             return
         if i == doc.get("die_after"):
             raise ReplicaDied(tag)

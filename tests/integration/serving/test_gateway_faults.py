@@ -147,7 +147,7 @@ def test_a_client_leaving_mid_stream_frees_its_slot_and_closes_the_upstream(
     gateway: Stack, replicas: list[str], key: tuple[KeyStore, str]
 ) -> None:
     with gateway(replicas[:1], stream_idle_timeout_s=3600) as (url, gw):
-        kw = _post(key, stream=True, chunks=3, stall_after=1, tag="leave")
+        kw = _post(key, stream=True, chunks=3, stall_after=2, tag="leave")
         with httpx.stream("POST", url + "/v1/completions", **kw) as r:
             reader = r.iter_raw()  # kept: a dropped iterator closes the connection
             assert next(reader).startswith(b"data: {")
@@ -155,8 +155,12 @@ def test_a_client_leaving_mid_stream_frees_its_slot_and_closes_the_upstream(
         _until(lambda: gw.admission.total == 0, "the admission slot was not released")
         _until(lambda: REPLICA_EVENTS["leave:disconnect"] == 1, "the upstream stayed open")
         _until(lambda: bool(gw.outcomes), "no outcome recorded")
-        assert gw.outcomes[-1].client_gone
-        assert gw.outcomes[-1].status == 499
+        out = gw.outcomes[-1]
+        assert out.client_gone
+        assert out.status == 499
+        # metered from what the replica says it generated up to the abort, not zero
+        assert out.usage_known
+        assert (out.usage.prompt_tokens, out.usage.completion_tokens) == (4, 2)
 
 
 def test_a_client_leaving_before_a_plain_answer_frees_its_slot_and_closes_the_upstream(
