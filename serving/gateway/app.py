@@ -15,7 +15,7 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from paved.errors import (
@@ -43,6 +43,7 @@ from serving.protocol.openai import (
     CompletionRequest,
     check_limits,
     parse_request,
+    quote,
 )
 
 log = logging.getLogger(__name__)
@@ -141,10 +142,12 @@ class Gateway:
             return
         path: str = scope["path"]
         send = self.metrics.counting(send, path)  # every response, refusals included
+        # Every response, errors included, carries the request id.
+        send = stamped = asgi.Stamped(send, [(asgi.REQUEST_ID, asgi.request_id(scope))])
         protocol: asgi.Protocol = (
             "openai" if path.startswith("/v1/") else "v2" if path.startswith("/v2/") else "plain"
         )
-        headers: list[tuple[bytes, bytes]] = []
+        headers: list[tuple[bytes, bytes]] = []  # + x-paved-model-version once routed
         try:
             if path in ("/v2/health/live", "/healthz"):
                 await asgi.send_json(send, 200, {"live": True})
@@ -173,11 +176,19 @@ class Gateway:
                     send, 200, self.metrics.exposition(), content_type=CONTENT_TYPE.encode()
                 )
             else:
-                raise NotFound(f"no route {method} {path}")
+                raise NotFound(f"no route {method} {quote(path)}", rule="route")
         except ConnectionAbortedError:
             return
         except PavedError as exc:
+            if stamped.started:  # mid-response: the connection ends, nothing more to say
+                log.warning("%s %s failed after its response began: %s", protocol, path, exc)
+                return
             await asgi.send_error(send, exc, protocol, headers)
+        except Exception:  # never a plaintext 500: the platform's error, in the protocol's shape
+            log.exception("unexpected error serving %s", quote(path))
+            if not stamped.started:
+                await asgi.send_error(send, PavedError("internal error", rule="internal"),
+                                      protocol, headers)  # fmt: skip
 
     # ------------------------------------------------------------ OpenAI
 
@@ -237,11 +248,13 @@ class Gateway:
         name = parts[3] if len(parts) > 3 else ""
         route = self._route(name, key, "v2")
         tail = parts[4:]
+        version = route.champion
         if tail and tail[0] == "versions":
-            tail = tail[2:]  # a pinned version in the path is the route's choice here
+            route, version = _pinned(route, tail[1] if len(tail) > 1 else "")
+            tail = tail[2:]
         method = scope["method"]
         if tail == ["ready"] and method == "GET":
-            ready = self.directory.ready(name, route.champion)
+            ready = self.directory.ready(name, version)
             await asgi.send_json(send, 200 if ready else 503, {"name": name, "ready": ready})
             return
         if tail == ["infer"] and method == "POST":
@@ -285,12 +298,10 @@ class Gateway:
         if not isinstance(name, str) or not name:
             raise InvalidInput("the request must name a model (the endpoint)", rule="model")
         route = self.routes.get(name)
-        if route is None:
-            raise NotFound(f"the model {name[:64]!r} does not exist", rule="model_not_found")
-        if not (route.endpoint.allows(key.team) or Role.ADMIN in key.roles):
-            raise PermissionDenied(
-                f"team {key.team!r} may not call endpoint {name!r}", rule="endpoint_access"
-            )
+        # An endpoint the caller's team may not see answers exactly as one that does not
+        # exist, so a key cannot probe for other teams' endpoint names (as /v1/models).
+        if route is None or not (route.endpoint.allows(key.team) or Role.ADMIN in key.roles):
+            raise NotFound(f"the model {quote(name)} does not exist", rule="model_not_found")
         if route.protocol != protocol:
             raise InvalidInput(
                 f"endpoint {name!r} speaks the {route.protocol} protocol, not {protocol}",
@@ -526,7 +537,9 @@ class Gateway:
         task.add_done_callback(self._shadow_tasks.discard)
 
     def all_ready(self) -> bool:
-        return all(self.directory.ready(n, r.champion) for n, r in self.routes.routes.items())
+        """Ready once there are routes and every endpoint's champion has a replica."""
+        routes = self.routes.routes
+        return bool(routes) and all(self.directory.ready(n, r.champion) for n, r in routes.items())
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -539,6 +552,26 @@ class Gateway:
                 self.pool.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _pinned(route: Route, version: str) -> tuple[Route, int]:
+    """The route of a request pinned to ``version`` (``/v2/models/<ep>/versions/<v>/...``).
+
+    Only a version the endpoint serves now (champion or challenger) is answered, by
+    that version alone: the split and shadowing do not apply. Any other is a 404.
+    """
+    served = {str(v): v for v in route.versions}
+    if version not in served:
+        raise NotFound(
+            f"endpoint {route.endpoint.name!r} does not serve version {quote(version)}; "
+            f"it serves {', '.join(sorted(served))}",
+            rule="model_version",
+        )
+    pinned = served[version]
+    if pinned == route.champion:
+        return replace(route, challenger=None, weight=0, shadow=False, sticky=False), pinned
+    # The challenger, chosen for every request: choose() sends weight 100 to it.
+    return replace(route, weight=100, shadow=False, sticky=False), pinned
 
 
 def _require(key: ApiKey, roles: frozenset[Role], action: str) -> None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from typing import Any, Literal
 
 from paved.errors import LimitExceeded, PavedError, RateLimited, Unavailable
-from serving.backends.base import Receive, Scope, Send
+from serving.backends.base import Message, Receive, Scope, Send
 from serving.protocol.openai_responses import error_response
 from serving.protocol.v2 import ErrorResponse as V2Error
 
 Protocol = Literal["openai", "v2", "plain"]
 JSON = b"application/json"
+REQUEST_ID = b"x-request-id"
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -19,6 +23,39 @@ def header(scope: Scope, name: bytes) -> bytes | None:
         if k == name:
             return bytes(v)
     return None
+
+
+def request_id(scope: Scope) -> bytes:
+    """The client's ``x-request-id`` when it is short and plain, else a fresh one.
+
+    A bounded charset and length, so an id copied into logs or responses can carry
+    neither a huge value nor control characters.
+    """
+    sent = header(scope, REQUEST_ID)
+    if sent is not None and _VALID_REQUEST_ID.fullmatch(sent):
+        return sent
+    return uuid.uuid4().hex.encode()
+
+
+class Stamped:
+    """``send`` that adds fixed headers to the response start and records that it began.
+
+    Once the start is sent, an error can no longer become a response of its own: the
+    gateway then only ends the connection.
+    """
+
+    __slots__ = ("_headers", "_send", "started")
+
+    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        self._send = send
+        self._headers = headers
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            message = {**message, "headers": [*message.get("headers", ()), *self._headers]}
+        await self._send(message)
 
 
 def header_bytes(scope: Scope) -> int:
