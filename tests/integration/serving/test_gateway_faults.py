@@ -20,29 +20,17 @@ import pytest
 
 from paved.manifest import Endpoint
 from paved.schemas import Role
-from serving.gateway import forward
-from serving.gateway.app import Gateway, GatewayLimits
+from serving.gateway.app import GatewayLimits
 from serving.gateway.auth import KeyCache
 from serving.gateway.directory import StaticDirectory
 from serving.gateway.routing import RouteTable
 from serving.keys import KeyStore
+from tests.utils.recording import RecordingGateway
 from tests.utils.servers import REPLICA_EVENTS, UvicornThread, free_port, trivial_replica
 
 pytestmark = pytest.mark.integration
 
 WAIT_S = 20.0  # liveness bound for polls; far below the stall and idle limits used
-
-
-class RecordingGateway(Gateway):
-    """The real gateway, keeping each request's :class:`forward.Outcome` for the tests."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.outcomes: list[forward.Outcome] = []
-
-    def _observe_tokens(self, labels: tuple[str, ...], out: forward.Outcome) -> None:
-        self.outcomes.append(out)
-        super()._observe_tokens(labels, out)
 
 
 def _ep(name: str) -> Endpoint:

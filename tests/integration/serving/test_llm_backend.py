@@ -29,8 +29,17 @@ from hypothesis import HealthCheck, given, settings
 from openai.types.chat import ChatCompletionMessageParam
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from paved.manifest import Endpoint
+from paved.schemas import Role
 from pipelines.trainers.tiny_gpt import TinyGPTParams, train
+from serving.gateway.auth import KeyCache
+from serving.gateway.directory import StaticDirectory
+from serving.gateway.forward import Outcome
+from serving.gateway.routing import RouteTable
+from serving.keys import KeyStore
 from tests.utils.json_numbers import body, numeric_fields
+from tests.utils.recording import RecordingGateway
+from tests.utils.servers import UvicornThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -457,3 +466,128 @@ def test_any_json_number_is_answered_with_a_2xx_or_4xx(
         assert response.status_code < 500, (raw[:300], response.text[:300])
         if response.status_code >= 400:
             assert response.json()["error"]["code"]  # a named rule, in OpenAI's shape
+
+
+# ---------------------------------------------------------------- through the gateway
+
+
+@dataclass
+class Gatewayed:
+    url: str
+    gateway: RecordingGateway
+    auth: dict[str, str]
+
+    def outcome(self, n: int) -> Outcome:
+        """The ``n``-th request's outcome (0-based), once metered."""
+        deadline = time.monotonic() + 20
+        while len(self.gateway.outcomes) <= n:
+            assert time.monotonic() < deadline, "the gateway metered nothing"
+            time.sleep(0.02)
+        return self.gateway.outcomes[n]
+
+
+@pytest.fixture(scope="module")
+def gateway(llm: ServedLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatewayed]:
+    """The real gateway under uvicorn in front of the engine's replica."""
+    store = KeyStore(f"sqlite:///{tmp_path_factory.mktemp('gw-keys') / 'keys.db'}")
+    key = store.create(team="search", roles=frozenset({Role.APP}), created_by="t")[0]
+    endpoint = Endpoint.model_validate(
+        {
+            "metadata": {"name": ENDPOINT, "team": "search"},
+            "spec": {"model": "tiny-gpt", "champion": {"version": VERSION}},
+        }
+    )
+    gw = RecordingGateway(
+        routes=RouteTable.from_endpoints([endpoint], {ENDPOINT: "openai"}),
+        directory=StaticDirectory({(ENDPOINT, VERSION): [llm.url.removeprefix("http://")]}),
+        keys=KeyCache(store.snapshot),
+    )
+    with UvicornThread(gw) as server:
+        yield Gatewayed(server.url, gw, {"authorization": f"Bearer {key}"})
+
+
+def _until(check: Any, what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_through_the_gateway_a_client_leaving_mid_stream_aborts_and_is_metered(
+    llm: ServedLLM, gateway: Gatewayed
+) -> None:
+    llm.wait_idle()
+    before = llm.health()["disconnects"]
+    n = len(gateway.gateway.outcomes)
+    with httpx.stream(
+        "POST", gateway.url + "/v1/completions", headers=gateway.auth, json=long_stream(llm)
+    ) as response:
+        reader = response.iter_lines()  # kept: dropping it closes the connection
+        assert next(reader).startswith("data: {")
+        assert llm.health()["engine_requests"] == 4
+        assert gateway.gateway.admission.total == 1
+    _until(lambda: gateway.gateway.admission.total == 0, "the admission slot was kept")
+    llm.wait_idle()
+    assert llm.health()["disconnects"] == before + 1  # the replica aborted the generation
+    out = gateway.outcome(n)
+    assert (out.client_gone, out.status, out.usage_known) == (True, 499, True)
+    # what the engine generated up to the abort: some tokens, fewer than the whole 4 x 100
+    assert out.usage.prompt_tokens == len(llm.tokenizer("the sky is").input_ids)
+    assert 0 < out.usage.completion_tokens < 400
+
+
+def test_through_the_gateway_a_client_leaving_a_plain_request_aborts_it(
+    llm: ServedLLM, gateway: Gatewayed
+) -> None:
+    llm.wait_idle()
+    before = llm.health()["disconnects"]
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            gateway.url + "/v1/completions",
+            headers=gateway.auth,
+            json=long_stream(llm) | {"stream": False},
+            timeout=httpx.Timeout(30, read=0.3),
+        )
+    _until(lambda: gateway.gateway.admission.total == 0, "the admission slot was kept")
+    llm.wait_idle()
+    assert llm.health()["disconnects"] == before + 1
+
+
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [
+        ("/v1/completions", {"prompt": PROMPT}),
+        ("/v1/chat/completions", {"messages": QUESTION}),
+    ],
+)
+@pytest.mark.parametrize(
+    "ending",
+    [{"max_tokens": 7, "logit_bias": "no_eos"}, {"max_tokens": 40, "stop": [" the", "."]}],
+    ids=["max_tokens", "stop"],
+)
+def test_through_the_gateway_usage_is_the_engines_for_every_ending(
+    llm: ServedLLM, gateway: Gatewayed, path: str, extra: dict[str, Any], ending: dict[str, Any]
+) -> None:
+    ending = dict(ending)
+    if ending.get("logit_bias") == "no_eos":
+        ending["logit_bias"] = no_eos(llm)
+    req = {"model": ENDPOINT, "temperature": 0} | extra | ending
+    n = len(gateway.gateway.outcomes)
+    whole = httpx.post(gateway.url + path, headers=gateway.auth, json=req, timeout=60)
+    assert whole.status_code == 200
+    streamed = httpx.post(
+        gateway.url + path,
+        headers=gateway.auth,
+        json=req | {"stream": True, "stream_options": {"include_usage": True}},
+        timeout=60,
+    )
+    engine_usage = [e for e in data_events(streamed.text.splitlines()) if e.get("usage")]
+    assert len(engine_usage) == 1
+    for i, usage in ((n, whole.json()["usage"]), (n + 1, engine_usage[0]["usage"])):
+        metered = gateway.outcome(i).usage
+        assert (metered.prompt_tokens, metered.completion_tokens) == (
+            usage["prompt_tokens"],
+            usage["completion_tokens"],
+        )
+    if "max_tokens" in ending and ending["max_tokens"] == 7:
+        assert gateway.outcome(n).usage.completion_tokens == 7
