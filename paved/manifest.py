@@ -40,12 +40,24 @@ class Metadata(_Strict):
     team: TeamName = Field(description="Team that owns the endpoint.")
 
 
+Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+_DIGEST_HELP = (
+    "sha256 of the version's digest manifest (pins every file), written by the promotion "
+    "commit. Required in GitOps environments: the reconciler refuses a version whose "
+    "registry digest differs, and replicas verify the files against this value. In a "
+    "`paved serve --manifests` folder it may be left out; the registry's digest is then "
+    "resolved once at start and pinned for the replicas."
+)
+
+
 class Champion(_Strict):
     version: int = Field(ge=1, description="Registered version serving the main traffic.")
+    digest: Digest | None = Field(default=None, description=_DIGEST_HELP)
 
 
 class Challenger(_Strict):
     version: int = Field(ge=1, description="Registered version under evaluation.")
+    digest: Digest | None = Field(default=None, description=_DIGEST_HELP)
     mode: Literal["canary", "shadow"] = Field(
         default="canary", description="canary: a share of live traffic; shadow: a mirror."
     )
@@ -150,6 +162,14 @@ class Endpoint(_Strict):
     @property
     def name(self) -> str:
         return self.metadata.name
+
+    def pinned_digest(self, version: int) -> str | None:
+        """The digest the manifest pins for one of its versions (None: not pinned)."""
+        if self.spec.champion.version == version:
+            return self.spec.champion.digest
+        if self.spec.challenger and self.spec.challenger.version == version:
+            return self.spec.challenger.digest
+        return None
 
     def allows(self, team: str | None) -> bool:
         return team is not None and (team == self.metadata.team or team in self.spec.access.teams)

@@ -3,6 +3,8 @@
 Every alias move is appended to ``paved_alias_events`` in the registry's own database
 (the SQLite file or PostgreSQL database MLflow uses), so "who moved champion from 3
 to 4, and when" survives as long as the registry does. Rows are only ever inserted.
+A move someone made around Pavedpath (a raw MLflow client) leaves no row; when the
+reconciler sees one it appends a row marked ``outside_flow``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ alias_events = sa.Table(
     sa.Column("actor", sa.String(128), nullable=False),
     sa.Column("reason", sa.String(1024), nullable=False, default=""),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("outside_flow", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_paved_alias_events_model_alias", "model", "alias", "id"),
 )
 
@@ -37,6 +40,8 @@ class AliasHistory(Protocol):
 
     def current(self, model: str, alias: str) -> int | None: ...
 
+    def last(self, model: str, alias: str) -> AliasEvent | None: ...
+
 
 class SqlAliasHistory:
     """Alias history in the registry's SQL database."""
@@ -44,11 +49,24 @@ class SqlAliasHistory:
     def __init__(self, db_uri: str) -> None:
         self._engine = sa.create_engine(db_uri, pool_pre_ping=True)
         _metadata.create_all(self._engine, checkfirst=True)
+        _add_missing_columns(self._engine)
 
     def current(self, model: str, alias: str) -> int | None:
         """The version the last recorded move left ``alias`` on (None: unset)."""
         with self._engine.connect() as conn:
             return _current(conn, model, alias)
+
+    def last(self, model: str, alias: str) -> AliasEvent | None:
+        """The last recorded move of ``alias`` (None: never recorded)."""
+        query = (
+            sa.select(alias_events)
+            .where(alias_events.c.model == model, alias_events.c.alias == alias)
+            .order_by(alias_events.c.id.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _event(row)
 
     def record_move(self, event: AliasEvent) -> AliasEvent:
         """Append the event, atomically filling in an unknown ``from_version`` from the
@@ -71,21 +89,35 @@ class SqlAliasHistory:
         )
         with self._engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        return [
-            AliasEvent(
-                model=r["model"],
-                alias=r["alias"],
-                from_version=r["from_version"],
-                to_version=r["to_version"],
-                actor=r["actor"],
-                reason=r["reason"],
-                at=_as_utc(r["at"]),
-            )
-            for r in rows
-        ]
+        return [_event(r) for r in rows]
 
     def dispose(self) -> None:
         self._engine.dispose()
+
+
+def _event(r: sa.RowMapping) -> AliasEvent:
+    return AliasEvent(
+        model=r["model"],
+        alias=r["alias"],
+        from_version=r["from_version"],
+        to_version=r["to_version"],
+        actor=r["actor"],
+        reason=r["reason"],
+        at=_as_utc(r["at"]),
+        outside_flow=bool(r["outside_flow"]),
+    )
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Add columns a newer Pavedpath defines to a table an older one created."""
+    present = {c["name"] for c in sa.inspect(engine).get_columns(alias_events.name)}
+    missing = [c for c in alias_events.columns if c.name not in present]
+    if not missing:
+        return
+    with engine.begin() as conn:
+        for column in missing:
+            ddl = sa.schema.CreateColumn(column).compile(dialect=engine.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {alias_events.name} ADD COLUMN {ddl}"))
 
 
 def _as_utc(at: datetime) -> datetime:
@@ -95,7 +127,16 @@ def _as_utc(at: datetime) -> datetime:
 
 def _row(event: AliasEvent) -> dict[str, object]:
     return event.model_dump(
-        include={"model", "alias", "from_version", "to_version", "actor", "reason", "at"}
+        include={
+            "model",
+            "alias",
+            "from_version",
+            "to_version",
+            "actor",
+            "reason",
+            "at",
+            "outside_flow",
+        }
     )
 
 

@@ -98,6 +98,10 @@ class AliasEvent(BaseModel):
     actor: str
     reason: str = ""
     at: datetime
+    outside_flow: bool = Field(
+        default=False,
+        description="The move was made around Pavedpath (seen in the store, not made by it).",
+    )
 
 
 class HistoryEntry(BaseModel):
@@ -112,6 +116,7 @@ class HistoryEntry(BaseModel):
     from_version: int | None = None
     actor: str
     detail: str = ""
+    outside_flow: bool = False
 
 
 class ModelVersionDetail(ModelVersionInfo):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from paved.errors import BackendError, InvalidInput, NotFound, PermissionDenied
+from paved.errors import BackendError, DigestMismatch, InvalidInput, NotFound, PermissionDenied
 from paved.names import (
     ModelRef,
     validate_alias,
@@ -34,6 +34,7 @@ from registry.store import MlflowStore, ModelStore, StoredVersion
 Clock = Callable[[], datetime]
 
 WRITE_ROLES = (Role.ML_ENGINEER, Role.PROMOTION)
+OUTSIDE_FLOW_ACTOR = "unknown (outside Pavedpath)"
 _CARD_TAG = "mlflow.note.content"
 _LINEAGE_TAGS = frozenset(
     {s.TAG_TEAM, s.TAG_TASK, s.TAG_FRAMEWORK, s.TAG_KIND, s.TAG_GIT_COMMIT, s.TAG_DATASET_DIGEST}
@@ -174,6 +175,37 @@ class Registry:
         self.store.delete_alias(name, alias)
         return self._record_or_undo(event, current.version)
 
+    def record_observed_move(
+        self,
+        name: str,
+        alias: str,
+        to_version: int | None,
+        *,
+        actor: Actor,
+        reason: str,
+        outside_flow: bool,
+    ) -> s.AliasEvent:
+        """Append to the history a move the store shows but the history lacks.
+
+        Nothing in the store changes. ``outside_flow`` marks a move made around
+        Pavedpath (a raw MLflow client; its mover is unknown, so the row's actor is
+        :data:`OUTSIDE_FLOW_ACTOR`); otherwise it is a flow move whose history row was
+        lost to a crash. Only the promotion flow records these for protected aliases.
+        """
+        name, alias = validate_name(name), validate_alias(alias)
+        self._check_alias_permission(alias, actor)
+        event = s.AliasEvent(
+            model=name,
+            alias=alias,
+            from_version=None,  # filled in from the last recorded move
+            to_version=to_version,
+            actor=OUTSIDE_FLOW_ACTOR if outside_flow else actor.identity,
+            reason=reason[:1024],
+            at=self._clock(),
+            outside_flow=outside_flow,
+        )
+        return self.alias_history.record_move(event)
+
     # ----------------------------------------------------------------- reads
 
     def get(self, ref: ModelRef | str) -> s.ModelVersionInfo:
@@ -243,13 +275,40 @@ class Registry:
                     from_version=e.from_version,
                     actor=e.actor,
                     detail=e.reason,
+                    outside_flow=e.outside_flow,
                 )
             )
         return sorted(entries, key=lambda x: x.at)
 
-    def fetch(self, ref: ModelRef | str) -> Path:
-        """Download a version into the cache, verify every digest, and return its directory."""
+    def get_pinned(self, ref: ModelRef | str, digest: str) -> s.ModelVersionInfo:
+        """A version whose registry digest (tag and manifest) is the one Git pins.
+
+        The registry's tags can be rewritten around Pavedpath; the digest in Git cannot
+        (without a new, audited commit), so a version whose digest manifest no longer
+        hashes to ``digest`` is refused with ``digest_mismatch``.
+        """
         info = self.get(ref)
+        if info.manifest.digest != digest or info.digest != digest:
+            raise DigestMismatch(
+                f"model version {info.ref}: the registry's digest "
+                f"{info.manifest.digest[:19]}… is not the {digest[:19]}… that Git pins; "
+                "its tags or files were changed outside Pavedpath; refusing to serve it",
+                rule="digest_mismatch",
+                details={"pinned": digest, "registry": info.manifest.digest},
+            )
+        return info
+
+    def last_alias_event(self, name: str, alias: str) -> s.AliasEvent | None:
+        """The last move of ``alias`` the history recorded (None: never recorded)."""
+        return self.alias_history.last(validate_name(name), validate_alias(alias))
+
+    def fetch(self, ref: ModelRef | str, *, digest: str | None = None) -> Path:
+        """Download a version into the cache, verify every digest, and return its directory.
+
+        With ``digest`` (the value Git pins), the registry's digest manifest must hash to
+        it first (:meth:`get_pinned`), so the files are verified against Git, not a tag.
+        """
+        info = self.get(ref) if digest is None else self.get_pinned(ref, digest)
         return fetch_verified(self.store, info, self.cache_dir)
 
     # ------------------------------------------------------------- internals
