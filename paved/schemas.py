@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Role(StrEnum):
@@ -33,6 +33,35 @@ class Actor(BaseModel):
     identity: str = Field(min_length=1, max_length=128, description="User or key id.")
     roles: frozenset[Role] = Field(default_factory=frozenset)
     team: str | None = Field(default=None, description="Team the identity belongs to.")
+    key_id: str | None = Field(
+        default=None,
+        description="The API key that authenticated this actor (identity ``key:<id>``); "
+        "None for the local, unauthenticated user.",
+    )
+
+    @model_validator(mode="after")
+    def _key_identity(self) -> Actor:
+        # ``key:`` identities belong to authenticated keys only, so a name taken from the
+        # environment (PAVED_ACTOR=key:...) can never pass for one.
+        if self.key_id is not None and self.identity != f"key:{self.key_id}":
+            raise ValueError(f"an actor authenticated by key {self.key_id} is key:{self.key_id}")
+        if self.key_id is None and self.identity.startswith("key:"):
+            raise ValueError("identities starting with 'key:' are reserved for API keys")
+        return self
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether an API key stands behind this actor (not a name from the environment)."""
+        return self.key_id is not None
 
     def has(self, role: Role) -> bool:
         return role in self.roles or (Role.ADMIN in self.roles and role is not Role.PROMOTION)
+
+
+class KeyLink(BaseModel):
+    """One key in a minting chain: who holds it (None: recorded before holders were)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key_id: str
+    holder: str | None

@@ -1,7 +1,9 @@
 """`paved gitops`, `paved promote`, `paved approve`, `paved rollback`: promotions as Git changes.
 
 Thin over ``pipelines.gitops`` and ``pipelines.promotion``; the acting identity and its
-roles come from PAVED_API_KEY, or the local user as an ML engineer (see CliContext).
+roles come from PAVED_API_KEY, or the local user as an ML engineer (see CliContext). The
+local user is a name from the environment: it may promote and roll back outside the
+protected environments with the gate, never approve, skip a gate or touch production.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def _repo(c: CliContext) -> GitOpsRepo:
 def _promotions(c: CliContext) -> Promotions:
     from pipelines.promotion import Promotions
 
-    return Promotions(_repo(c), _LazyCatalog(c))
+    # Approvals compare the minting chains of both keys, read from the key store.
+    return Promotions(_repo(c), _LazyCatalog(c), keys=c.key_store())
 
 
 # ------------------------------------------------------------------ gitops
@@ -167,7 +170,7 @@ def promote(
     ] = None,
     shadow: Annotated[bool, typer.Option(help="Mirror traffic to it; no live answers.")] = False,
     skip_gate: Annotated[
-        bool, typer.Option(help="Promote without the evaluation gate (admin only).")
+        bool, typer.Option(help="Promote without the evaluation gate (an admin key only).")
     ] = False,
     fmt: FormatOpt = out.Format.table,
 ) -> None:

@@ -19,6 +19,7 @@ from pipelines.gitops.layout import default_team, endpoint_path, render_manifest
 from pipelines.gitops.repo import GitOpsRepo
 from pipelines.promotion.changes import mode_of, plan_promotion
 from pipelines.promotion.checks import check_mergeable
+from pipelines.promotion.four_eyes import KeyDirectory, check_four_eyes, key_of, require_key
 from pipelines.promotion.gate import Gate, GateRequest, run_gate
 from pipelines.promotion.messages import (
     approve_message,
@@ -61,11 +62,15 @@ class Promotions:
         *,
         policy: PromotionPolicy | None = None,
         new_id: Callable[[], str] = new_promotion_id,
+        keys: KeyDirectory | None = None,
     ) -> None:
         self.repo = repo
         self.registry = registry
         self.policy = policy or PromotionPolicy()
         self._new_id = new_id
+        # Approvals compare the minting chains of both keys; without a key directory
+        # no approval can be verified, so none is accepted.
+        self.keys = keys
 
     # -------------------------------------------------------------- promote
 
@@ -92,6 +97,8 @@ class Promotions:
         protected = self.policy.is_protected(env)
         hint = "; it then waits for an approval by an approver" if protected else ""
         require(actor, [Role.ML_ENGINEER], f"promote to {env}", hint=hint)
+        if protected:
+            require_key(actor, f"promoting to {env}")
         info = self.registry.get(f"{name}/{ver}")
 
         with self.repo.lock():
@@ -157,6 +164,7 @@ class Promotions:
         """Merge a pending promotion into main; the approver must not be its author."""
         pid = validate_promotion_id(promotion_id)
         require(actor, [Role.APPROVER], "approve a promotion")
+        approver_key = require_key(actor, "approving a promotion")
         branch = branch_for(pid)
         with self.repo.lock():
             self.repo.sync()
@@ -175,6 +183,7 @@ class Promotions:
                     f"different identity with the role 'approver', not {actor.identity}",
                     rule="four_eyes",
                 )
+            self._check_four_eyes(pid, promo.actor, approver_key)
             check_mergeable(self.repo, promo, ref)
             sha = self.repo.merge(ref, message=approve_message(promo, actor), actor=actor)
             self.repo.delete_branch(branch)
@@ -202,6 +211,8 @@ class Promotions:
         """Revert the last change to an endpoint's manifest with a new commit on main."""
         endpoint, env = validate_name(endpoint, "endpoint"), validate_name(env, "environment")
         require(actor, [Role.ML_ENGINEER, Role.APPROVER], f"roll back {env}/{endpoint}")
+        if self.policy.is_protected(env):
+            require_key(actor, f"rolling back {env}/{endpoint}")
         path = endpoint_path(env, endpoint)
         with self.repo.lock():
             self.repo.sync()
@@ -242,6 +253,13 @@ class Promotions:
         )
 
     # ------------------------------------------------------------ internals
+
+    def _check_four_eyes(self, pid: str, promoted_by: str, approver_key: str) -> None:
+        promoter_key = key_of(promoted_by)
+        keys = self.keys
+        promoter = keys.lineage(promoter_key) if keys and promoter_key else []
+        approver = keys.lineage(approver_key) if keys else []
+        check_four_eyes(pid, promoter, approver, promoted_by)
 
     def _branch_ref(self, branch: str) -> str | None:
         """The ref of a promotion branch: the remote's copy when there is a remote."""

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from paved.errors import InvalidInput, PermissionDenied
+from paved.errors import InvalidInput, PermissionDenied, Unauthenticated
 from paved.manifest import Endpoint
 from paved.schemas import Actor, Role
 
@@ -68,7 +68,14 @@ def run_gate(gate: Gate | None, request: GateRequest) -> GateOutcome | None:
 
 
 def skip_gate(actor: Actor) -> Gate:
-    """A gate that lets everything through, recorded as skipped; only an admin gets one."""
+    """A gate that lets everything through, recorded as skipped; only an admin key gets one
+    (the local, unauthenticated user never does, whatever the environment)."""
+    if actor.key_id is None:
+        raise Unauthenticated(
+            "skipping the promotion gate needs an authenticated key with the role 'admin': "
+            f"set PAVED_API_KEY ({actor.identity!r} is a name from the environment)",
+            rule="api_key_required",
+        )
     if not actor.has(Role.ADMIN):
         raise PermissionDenied(
             f"{actor.identity} may not skip the promotion gate: the role 'admin' is needed",

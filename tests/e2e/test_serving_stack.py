@@ -32,12 +32,13 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
-def _paved(home: Path, *args: str, timeout: float = 900) -> str:
+def _paved(home: Path, *args: str, timeout: float = 900, key: str | None = None) -> str:
+    env = _env(home) if key is None else {**_env(home), "PAVED_API_KEY": key}
     r = subprocess.run(
         [*PAVED, *args],
         capture_output=True,
         text=True,
-        env=_env(home),
+        env=env,
         timeout=timeout,
         check=False,
         cwd=ROOT,
@@ -51,10 +52,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     home = tmp_path_factory.mktemp("serve") / "paved"
     _paved(home, "models", "train", "credit-risk", "--register", "credit-risk")
     _paved(home, "models", "train", "tiny-gpt", "--register", "tiny-gpt")
+    admin = _paved(home, "keys", "bootstrap", "--holder", "ops").strip()
+
+    def mint(team: str, role: str, holder: str) -> str:
+        args = ("keys", "create", "--team", team, "--role", role, "--holder", holder)
+        return _paved(home, *args, key=admin).strip()
+
     keys = {
-        "app": _paved(home, "keys", "create", "--team", "default", "--role", "app").strip(),
-        "other": _paved(home, "keys", "create", "--team", "other", "--role", "app").strip(),
-        "viewer": _paved(home, "keys", "create", "--team", "default", "--role", "viewer").strip(),
+        "app": mint("default", "app", "chat-app"),
+        "other": mint("other", "app", "other-app"),
+        "viewer": mint("default", "viewer", "sre"),
     }
     port = free_port()
     log = (home / "serve.log").open("w")

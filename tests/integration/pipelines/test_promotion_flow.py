@@ -16,13 +16,15 @@ from pipelines.promotion import PROMOTION_ACTOR, Promotions, finalize_champion
 from registry.schemas import ModelPackage
 from registry.service import Registry
 from tests.conftest import write_model_dir
-from tests.unit.pipelines.gitops_fakes import StepClock, git, passing_gate, state
+from tests.unit.pipelines.gitops_fakes import KEYS, StepClock, actor, git, passing_gate, state
 
 pytestmark = [pytest.mark.integration]
 
 MODEL = "credit-risk"
 ALICE = Actor(identity="alice", roles=frozenset({Role.ML_ENGINEER}), team="risk")
 BOB = Actor(identity="bob", roles=frozenset({Role.APPROVER}), team="risk")
+# Production needs keys: alice's and bob's, both minted by the bootstrap admin (ops).
+ALICE_KEY, BOB_KEY = actor("alice", Role.ML_ENGINEER), actor("bob", Role.APPROVER)
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +90,16 @@ def test_prod_across_clones_of_a_remote_then_the_champion_follows(
     mine = GitOpsRepo.init(tmp_path / "alice", actor=ALICE, remote=str(remote), clock=StepClock())
     theirs = GitOpsRepo.init(tmp_path / "bob", actor=BOB, remote=str(remote), clock=StepClock())
 
-    p = Promotions(mine, registry).promote(MODEL, 1, "risk", "prod", actor=ALICE)
+    p = Promotions(mine, registry, keys=KEYS).promote(MODEL, 1, "risk", "prod", actor=ALICE_KEY)
     assert git(remote, "rev-parse", f"refs/heads/{p.branch}") == p.commit
-    bob_flow = Promotions(theirs, registry)
+    bob_flow = Promotions(theirs, registry, keys=KEYS)
     assert [x.id for x in bob_flow.pending()] == [p.id]
     with pytest.raises(PermissionDenied):
-        Promotions(mine, registry).approve(
-            p.id, actor=ALICE.model_copy(update={"roles": frozenset({Role.APPROVER})})
+        Promotions(mine, registry, keys=KEYS).approve(
+            p.id, actor=ALICE_KEY.model_copy(update={"roles": frozenset({Role.APPROVER})})
         )
 
-    a = bob_flow.approve(p.id, actor=BOB)
+    a = bob_flow.approve(p.id, actor=BOB_KEY)
     assert git(remote, "rev-parse", "main") == a.commit
     assert (
         subprocess.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from paved.errors import NotFound
 from paved.names import ModelRef
-from paved.schemas import Actor, Role
+from paved.schemas import Actor, KeyLink, Role
 from pipelines.gitops.repo import GitOpsRepo
 from pipelines.promotion import GateOutcome, GateRequest, Promotions
 from registry.digests import DigestManifest
@@ -84,7 +85,49 @@ class FakeCatalog:
         return event
 
 
-def actor(identity: str, *roles: Role, team: str = "risk") -> Actor:
+@dataclass
+class FakeKeys:
+    """The key store as four eyes sees it: key id -> (holder, the key that minted it)."""
+
+    keys: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+    def add(self, key_id: str, holder: str | None, minted_by: str | None = None) -> str:
+        self.keys[key_id] = (holder, minted_by)
+        return key_id
+
+    def lineage(self, key_id: str) -> list[KeyLink]:
+        chain: list[KeyLink] = []
+        current: str | None = key_id
+        while current is not None and current in self.keys and len(chain) < 64:
+            holder, minted_by = self.keys[current]
+            chain.append(KeyLink(key_id=current, holder=holder))
+            current = minted_by
+        return chain
+
+
+KEYS = FakeKeys()
+ROOT_KEY = KEYS.add("00000000000000ad", "ops")  # the bootstrap admin's key, held by ops
+
+
+def key_id_for(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def actor(
+    name: str,
+    *roles: Role,
+    team: str = "risk",
+    keys: FakeKeys = KEYS,
+    minted_by: str | None = ROOT_KEY,
+    holder: str | None = None,
+) -> Actor:
+    """An actor authenticated by a key held by ``name`` (minted by ops' admin key)."""
+    key_id = keys.add(key_id_for(name), holder or name, minted_by)
+    return Actor(identity=f"key:{key_id}", roles=frozenset(roles), team=team, key_id=key_id)
+
+
+def local(identity: str, *roles: Role, team: str = "risk") -> Actor:
+    """The local user without a key: a name from the environment, not an identity."""
     return Actor(identity=identity, roles=frozenset(roles), team=team)
 
 
@@ -103,7 +146,7 @@ def make_repo(tmp: Path, **kw: object) -> GitOpsRepo:
 
 def make_flow(tmp: Path) -> tuple[GitOpsRepo, Promotions, FakeCatalog]:
     repo, catalog = make_repo(tmp), FakeCatalog()
-    return repo, Promotions(repo, catalog), catalog
+    return repo, Promotions(repo, catalog, keys=KEYS), catalog
 
 
 def git(repo: Path, *args: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from paved.errors import InvalidInput, InvalidName, PermissionDenied
+from paved.errors import InvalidInput, InvalidName, PermissionDenied, Unauthenticated
 from paved.manifest import Endpoint
 from paved.schemas import Role
 from paved.team import Team, load_team, team_from_yaml
@@ -26,7 +26,7 @@ from pipelines.promotion import (
     run_gate,
     skip_gate,
 )
-from tests.unit.pipelines.gitops_fakes import ALICE, FakeCatalog, actor
+from tests.unit.pipelines.gitops_fakes import ALICE, FakeCatalog, actor, local
 
 pytestmark = pytest.mark.unit
 
@@ -125,9 +125,14 @@ def test_skipping_the_gate_needs_admin_and_is_recorded() -> None:
     with pytest.raises(PermissionDenied) as info:
         skip_gate(ALICE)
     assert "'admin'" in info.value.message
-    outcome = run_gate(skip_gate(actor("root", Role.ADMIN)), request())
+    root = actor("root", Role.ADMIN)
+    outcome = run_gate(skip_gate(root), request())
     assert outcome is not None
-    assert outcome.summary == "skipped by root (admin)"
+    assert outcome.summary == f"skipped by {root.identity} (admin)"
+    # A name from the environment never skips a gate, whatever roles it claims.
+    with pytest.raises(Unauthenticated) as anon:
+        skip_gate(local("root", Role.ADMIN))
+    assert anon.value.rule == "api_key_required"
     assert run_gate(None, request()) is None
 
 

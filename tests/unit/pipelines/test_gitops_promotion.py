@@ -17,6 +17,7 @@ from pipelines.promotion import GateOutcome, GateRequest, PromotionPolicy, Promo
 from tests.unit.pipelines.gitops_fakes import (
     ALICE,
     BOB,
+    KEYS,
     VIC,
     FakeCatalog,
     actor,
@@ -51,11 +52,11 @@ def test_promote_to_staging_is_one_commit_with_trailers(tmp_path: Path) -> None:
     assert p.commit == repo.head()
     [c] = repo.git.log("main", max_count=1)
     assert c.subject == "promote credit-risk v2 to staging/risk as champion"
-    assert c.author == "alice"
+    assert c.author == ALICE.identity
     assert c.trailers == {
         t.ACTION: "promote",
         t.PROMOTION_ID: p.id,
-        t.ACTOR: "alice",
+        t.ACTOR: ALICE.identity,
         t.ACTOR_ROLES: "ml-engineer",
         t.MODEL: "credit-risk",
         t.ENDPOINT: "risk",
@@ -142,7 +143,7 @@ def test_a_refused_gate_writes_nothing_and_names_the_rule(tmp_path: Path) -> Non
     [req] = seen
     assert (req.candidate_version, req.champion_version, req.mode) == (2, 1, "champion")
     assert req.manifest is not None
-    assert req.actor == "alice"
+    assert req.actor == ALICE.identity
 
 
 def test_a_gate_that_raises_writes_nothing(tmp_path: Path) -> None:
@@ -178,12 +179,12 @@ def test_prod_lands_on_a_branch_and_main_waits_for_approval(tmp_path: Path) -> N
 
     a = flow.approve(p.id, actor=BOB)
     assert a.commit == repo.head()
-    assert (a.approved_by, a.promoted_by, a.to_version) == ("bob", "alice", 1)
+    assert (a.approved_by, a.promoted_by, a.to_version) == (BOB.identity, ALICE.identity, 1)
     [merge] = repo.git.log("main", max_count=1)
     assert len(merge.parents) == 2
-    assert merge.author == "bob"
+    assert merge.author == BOB.identity
     assert merge.trailers[t.ACTION] == "approve"
-    assert merge.trailers[t.PROMOTED_BY] == "alice"
+    assert merge.trailers[t.PROMOTED_BY] == ALICE.identity
     assert merge.trailers[t.PROMOTION_ID] == p.id
     assert repo.read_endpoint("prod", "risk") is not None
     assert flow.pending() == []
@@ -312,7 +313,10 @@ def test_approve_refuses_unknown_and_malformed_ids(tmp_path: Path) -> None:
 def test_a_stale_promotion_is_refused(tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
     flow = Promotions(
-        repo, FakeCatalog(), policy=PromotionPolicy(protected_envs=frozenset({"prod"}))
+        repo,
+        FakeCatalog(),
+        policy=PromotionPolicy(protected_envs=frozenset({"prod"})),
+        keys=KEYS,
     )
     p = flow.promote("credit-risk", 1, "risk", "prod", actor=ALICE)
     # Someone changes the prod manifest on main by hand while the promotion waits.
@@ -385,7 +389,7 @@ def test_rollback_is_a_revert_commit_restoring_the_previous_manifest(tmp_path: P
     [c] = repo.git.log("main", max_count=1)
     assert c.trailers[t.ACTION] == "rollback"
     assert c.trailers[t.REVERTS] == p.commit
-    assert c.trailers[t.ACTOR] == "bob"
+    assert c.trailers[t.ACTOR] == BOB.identity
     assert "This reverts" not in git(repo.path, "log", "-1", "--format=%B")
 
     with pytest.raises(Conflict) as info:
