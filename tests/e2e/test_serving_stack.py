@@ -190,7 +190,8 @@ def test_errors_as_described(stack) -> None:
     r = httpx.post(
         base + "/v1/completions", json=body, headers={"authorization": f"Bearer {stack['other']}"}
     )
-    assert r.status_code == 403
+    assert r.status_code == 404  # another team's endpoint looks like no endpoint at all
+    assert r.json()["error"]["code"] == "model_not_found"
     r = httpx.post(
         base + "/v1/completions",
         json={**body, "max_tokens": 100000},
