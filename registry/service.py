@@ -378,7 +378,15 @@ class Registry:
         """Refuse a version from another team; return whether the model exists.
 
         Ownership never changes once a model exists, so it is remembered per process.
+        An authenticated key registers for its own team only (an admin key for any);
+        the team a keyless caller names is a label, checked against the owner alone.
         """
+        if actor.key_id is not None and team != actor.team and not actor.has(Role.ADMIN):
+            raise PermissionDenied(
+                f"{actor.identity} belongs to team {actor.team!r}; it registers versions "
+                f"owned by its own team, not {team!r}",
+                rule="owner_team",
+            )
         owner = self._owners.get(name)
         if owner is None:
             existing = self.store.get_model(name)

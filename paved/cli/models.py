@@ -20,13 +20,28 @@ def _ctx(ctx: typer.Context) -> CliContext:
     return obj
 
 
+def _owner_team(c: CliContext, team: str | None) -> str:
+    """The team that will own what is registered.
+
+    With PAVED_API_KEY it is the key's team (an admin key may name another with
+    --team; the registry refuses any other key that tries). Without a key it is
+    --team or PAVED_TEAM: a label the local user chooses, not an authenticated owner.
+    """
+    if c.key is not None:
+        return team or c.key.team
+    return team or c.settings.team
+
+
 @app.command()
 def train(
     ctx: typer.Context,
     kind: Annotated[str, typer.Argument(help="tiny-gpt or credit-risk")],
     register: Annotated[str | None, typer.Option(help="Register as this model name.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same weights.")] = 0,
-    team: Annotated[str | None, typer.Option(help="Owner team (default PAVED_TEAM).")] = None,
+    team: Annotated[
+        str | None,
+        typer.Option(help="Owner team: default the key's team (PAVED_API_KEY), else PAVED_TEAM."),
+    ] = None,
     fmt: FormatOpt = out.Format.table,
 ) -> None:
     """Train a bundled model on the CPU, log the run to MLflow, optionally register it."""
@@ -38,7 +53,7 @@ def train(
         registry=c.registry,
         work_dir=c.settings.work_dir,
         actor=c.actor,
-        team=team or c.settings.team,
+        team=_owner_team(c, team),
         seed=seed,
         register_as=register,
     )
@@ -66,7 +81,10 @@ def register(
     framework: Annotated[
         str, typer.Option(help="With --path: transformers or torch.")
     ] = "transformers",
-    team: Annotated[str | None, typer.Option(help="Owner team (default PAVED_TEAM).")] = None,
+    team: Annotated[
+        str | None,
+        typer.Option(help="Owner team: default the key's team (PAVED_API_KEY), else PAVED_TEAM."),
+    ] = None,
     fmt: FormatOpt = out.Format.table,
 ) -> None:
     """Register a new version from a run, a runs:/ URI or a local directory."""
@@ -100,7 +118,7 @@ def register(
     if path is not None:
         package = ModelPackage(
             model_dir=path,
-            team=team or c.settings.team,
+            team=_owner_team(c, team),
             task=task,
             framework=framework,
             git_commit=code_version(),

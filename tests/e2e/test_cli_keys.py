@@ -16,8 +16,12 @@ pytestmark = [pytest.mark.e2e]
 PAVED = [sys.executable, "-m", "paved.cli.main"]
 
 
-def paved(home: Path, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
+def paved(
+    home: Path, *args: str, key: str | None = None, team: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PAVED_HOME": str(home), "PAVED_ACTOR": "carol", "COLUMNS": "200"}
+    if team is not None:
+        env["PAVED_TEAM"] = team
     env.pop("PAVED_REGISTRY_URI", None)
     env.pop("PAVED_API_KEY", None)
     if key is not None:
@@ -141,3 +145,46 @@ def test_bootstrap_then_admins_mint_and_revoke(tmp_path: Path) -> None:
     )
     refused(r, "api_key")
     assert "not a valid, active API key" in r.stderr
+
+
+def test_a_keys_team_owns_what_it_registers(tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import write_model_dir
+
+    home = tmp_path / "home"
+    admin = paved(home, "keys", "bootstrap", "--holder", "ops").stdout.strip()
+    engineer = paved(
+        home,
+        "keys",
+        "create",
+        "--team",
+        "risk",
+        "--role",
+        "ml-engineer",
+        "--holder",
+        "alice",
+        key=admin,
+    ).stdout.strip()
+    register = [
+        "models",
+        "register",
+        "owned",
+        "--task",
+        "tabular-classification",
+        "--framework",
+        "torch",
+        "--format",
+        "json",
+    ]
+    d = write_model_dir(tmp_path / "m")
+    # PAVED_TEAM says "other"; the key says risk, and the key wins.
+    r = paved(home, *register, "--path", str(d), key=engineer, team="other")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["lineage"]["team"] == "risk"
+    r = paved(home, *register, "--path", str(d), "--team", "other", key=engineer)
+    refused(r, "owner_team")
+    # Without a key the team is the label the local user chose.
+    r = paved(home, *register[:2], "unowned", *register[3:], "--path", str(d), team="other")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["lineage"]["team"] == "other"
