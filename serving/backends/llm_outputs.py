@@ -8,6 +8,7 @@ numbers, whether the request streamed, asked for usage, failed or finished.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -59,10 +60,15 @@ class UsageTally:
     prompt_tokens: int
     completion_tokens: int = 0
     _cached: dict[int, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    first_token_s: float | None = None  # from the tally's start (the engine's) to a token
 
     def add(self, prompt_index: int, out: RequestOutput) -> None:
         """Count an output; deltas and final outputs alike carry only their new tokens."""
-        self.completion_tokens += sum(len(o.token_ids) for o in out.outputs)
+        new = sum(len(o.token_ids) for o in out.outputs)
+        if new and self.first_token_s is None:
+            self.first_token_s = time.perf_counter() - self.started
+        self.completion_tokens += new
         if out.num_cached_tokens:
             self._cached[prompt_index] = out.num_cached_tokens
 
@@ -217,7 +223,7 @@ async def completion_events(
                 id=ctx.id, created=ctx.created, model=ctx.model, choices=[], usage=usage
             )
         )
-    yield usage_comment(usage)
+    yield usage_comment(usage, tally.first_token_s)
     yield DONE
 
 
@@ -256,7 +262,7 @@ async def chat_events(
     usage = tally.usage()
     if ctx.include_usage:
         yield chunk([], usage)
-    yield usage_comment(usage)
+    yield usage_comment(usage, tally.first_token_s)
     yield DONE
 
 

@@ -31,13 +31,19 @@ def sse_data(payload: BaseModel) -> bytes:
     return b"data: " + payload.model_dump_json(exclude_none=True).encode() + b"\n\n"
 
 
-def usage_comment(usage: Usage) -> bytes:
-    """The ``: paved-usage`` comment the gateway meters from (see ``base.py``)."""
-    body = {
+def usage_comment(usage: Usage, first_token_s: float | None = None) -> bytes:
+    """The ``: paved-usage`` comment the gateway meters from (see ``base.py``).
+
+    ``first_token_s``: seconds from the request reaching the engine to its first token,
+    as the replica saw it (the gateway's own time to first token contains it).
+    """
+    body: dict[str, int | float] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "cached_tokens": usage.cached_tokens,
     }
+    if first_token_s is not None:
+        body["first_token_s"] = round(first_token_s, 6)
     return USAGE_COMMENT_PREFIX + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 

@@ -67,6 +67,7 @@ class Outcome:
     chunks: int = 0
     client_gone: bool = False
     usage_known: bool = False  # the replica reported the counts (else they are zero)
+    replica_ttft_s: float | None = None  # the replica's time to first token, if it said
     target: str = ""  # the replica that answered
     upstream_id: str = ""  # the id it was sent (x-paved-upstream-id), for aborted_usage
 
@@ -261,6 +262,7 @@ async def _relay_events(
     if usage_filter.usage is not None:
         outcome.usage = usage_filter.usage
         outcome.usage_known = True
+        outcome.replica_ttft_s = usage_filter.first_token_s
     n = outcome.usage.completion_tokens
     if n > 1 and first and last > first:
         outcome.itl_s = (last - first) / (n - 1)
@@ -300,6 +302,7 @@ class UsageFilter:
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
+        self.first_token_s: float | None = None  # the replica's, when its comment says
         self.done = False  # ``data: [DONE]`` has been relayed
         self._held = b""
 
@@ -329,5 +332,9 @@ class UsageFilter:
         if not event.startswith(USAGE_COMMENT_PREFIX):
             return False
         with contextlib.suppress(ValueError, TypeError, AttributeError):
-            self.usage = Usage.from_dict(json.loads(event[len(USAGE_COMMENT_PREFIX) :]))
+            report = json.loads(event[len(USAGE_COMMENT_PREFIX) :])
+            self.usage = Usage.from_dict(report)
+            first = report.get("first_token_s")
+            if isinstance(first, int | float) and first >= 0:
+                self.first_token_s = float(first)
         return True

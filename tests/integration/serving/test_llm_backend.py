@@ -258,6 +258,7 @@ def test_every_stream_ends_with_the_usage_comment_then_done(llm: ServedLLM) -> N
     assert lines[-1] == "data: [DONE]"
     assert lines[-2].startswith(": paved-usage ")
     metered = json.loads(lines[-2].removeprefix(": paved-usage "))
+    assert metered.pop("first_token_s") > 0  # the replica's own time to first token
     assert metered == {
         "prompt_tokens": whole["usage"]["prompt_tokens"],
         "completion_tokens": whole["usage"]["completion_tokens"],
@@ -591,3 +592,29 @@ def test_through_the_gateway_usage_is_the_engines_for_every_ending(
         )
     if "max_tokens" in ending and ending["max_tokens"] == 7:
         assert gateway.outcome(n).usage.completion_tokens == 7
+
+
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [
+        ("/v1/completions", {"prompt": PROMPT}),
+        ("/v1/chat/completions", {"messages": QUESTION}),
+    ],
+)
+def test_through_the_gateway_time_to_first_token_contains_the_engines(
+    llm: ServedLLM, gateway: Gatewayed, path: str, extra: dict[str, Any]
+) -> None:
+    """The gateway's interval (request in to first content out) holds the replica's
+    (engine request in to first token out): a first token stamped on chat's role-only
+    chunk, sent before the engine starts, would come out shorter."""
+    req = {"model": ENDPOINT, "max_tokens": 16, "logit_bias": no_eos(llm), "stream": True}
+    n = len(gateway.gateway.outcomes)
+    streamed = httpx.post(gateway.url + path, headers=gateway.auth, json=req | extra, timeout=60)
+    assert streamed.status_code == 200
+    out = gateway.outcome(n)
+    assert out.replica_ttft_s is not None
+    assert out.ttft_s is not None
+    assert out.ttft_s >= out.replica_ttft_s > 0
+    assert out.usage.completion_tokens == 16
+    assert out.itl_s is not None
+    assert out.itl_s > 0
