@@ -148,7 +148,9 @@ async def _stream(
     Knobs in the request body: ``chunks`` (content chunks, default 3), ``gap`` (seconds
     before each content chunk), ``stall_after`` (after that many content chunks, wait
     for the client to leave, recorded in :data:`REPLICA_EVENTS` under ``tag``),
-    ``die_after`` (after that many, break the connection off). A stream whose client
+    ``die_after`` (after that many, break the connection off), ``fail_after`` (after that
+    many, end as a replica whose engine failed does: an error event, usage, ``[DONE]``).
+    A stream whose client
     left records its usage under ``x-paved-upstream-id`` for ``GET /paved/usage/{id}``.
     """
     chat = path == "/v1/chat/completions"
@@ -173,6 +175,10 @@ async def _stream(
             return
         if i == doc.get("die_after"):
             raise ReplicaDied(tag)
+        if i == doc.get("fail_after"):  # the engine failed: an error event, usage, [DONE]
+            await event({"error": {"message": "generation failed", "type": "server_error"}})
+            n = i
+            break
         if doc.get("gap"):
             await asyncio.sleep(float(doc["gap"]))
         choice = (

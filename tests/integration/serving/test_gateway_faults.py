@@ -166,6 +166,22 @@ def test_a_client_leaving_before_a_plain_answer_frees_its_slot_and_closes_the_up
         assert gw.outcomes[-1].client_gone
 
 
+def test_a_replica_whose_engine_failed_is_metered_and_its_error_relayed(
+    gateway: Stack, replicas: list[str], key: tuple[KeyStore, str]
+) -> None:
+    with gateway(replicas[:1]) as (url, gw):
+        kw = _post(key, stream=True, chunks=5, fail_after=2)
+        with httpx.stream("POST", url + "/v1/completions", **kw) as r:
+            body = r.read()
+    events = _events(body)
+    assert len(events) == 4
+    assert json.loads(events[2][6:])["error"]["message"] == "generation failed"
+    assert events[3] == b"data: [DONE]"
+    out = gw.outcomes[-1]
+    assert out.usage_known
+    assert (out.usage.prompt_tokens, out.usage.completion_tokens) == (4, 2)
+
+
 # ------------------------------------------------------------- balancing and retries
 
 
@@ -231,8 +247,10 @@ def test_time_to_first_token_is_the_first_content_not_the_role_chunk(
             r.read()
     out = gw.outcomes[-1]
     assert out.ttft_s is not None
-    assert out.ttft_s >= gap  # a role chunk sent at once does not count as the first token
+    # a role chunk sent at once does not count as the first token (half the gap: timers
+    # may fire a little early)
+    assert out.ttft_s >= gap / 2
     assert out.itl_s is not None
-    assert out.itl_s >= gap
+    assert out.itl_s >= gap / 2
     assert out.usage.completion_tokens == 4
     assert out.usage_known
