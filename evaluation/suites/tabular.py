@@ -23,12 +23,12 @@ from typing import Final
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from bundled.credit_risk.data import CreditFrame, canonical_bytes, generate
+from bundled.credit_risk.model import MODEL_KIND, CreditRiskModel, load
 from evaluation.metrics import classification_metrics, latency_percentiles
 from evaluation.report import EvalReport
 from evaluation.suites.common import int_param, require_kind, torch_threads
 from paved.errors import InvalidInput
-from pipelines.models.credit_risk import MODEL_KIND, CreditRiskModel, load
-from pipelines.trainers.credit_data import CreditFrame, canonical_bytes, generate
 from registry.schemas import ModelVersionDetail
 
 SUITE: Final = "credit-risk-offline"

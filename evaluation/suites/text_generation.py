@@ -31,12 +31,12 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from bundled.tiny_gpt.corpus import Corpus, Example, build_corpus
+from bundled.tiny_gpt.model import KIND, greedy_answers
 from evaluation.metrics import latency_percentiles, perplexity
 from evaluation.report import EvalReport
 from evaluation.suites.common import int_param, json_digest, require_kind, torch_threads
 from paved.errors import InvalidInput
-from pipelines.trainers.corpus import Corpus, Example, build_corpus
-from pipelines.trainers.tiny_gpt import KIND, greedy_answers
 from registry.schemas import ModelVersionDetail
 
 SUITE: Final = "tiny-gpt-offline"

@@ -18,19 +18,8 @@ import numpy.typing as npt
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from evaluation.metrics import classification_metrics, log_loss
-from evaluation.profile import DataProfile, FeatureProfile, categorical_profile, numeric_profile
-from pipelines.models.credit_codec import EncodedBatch
-from pipelines.models.credit_features import fit_feature_specs
-from pipelines.models.credit_risk import (
-    MODEL_KIND,
-    Architecture,
-    CreditRiskModel,
-    ModelConfig,
-    default_embedding_dim,
-)
-from pipelines.trainers.base import TrainResult
-from pipelines.trainers.credit_data import (
+from bundled.credit_risk.codec import EncodedBatch
+from bundled.credit_risk.data import (
     DEFAULT_ROWS,
     FEATURE_KINDS,
     CreditFrame,
@@ -38,6 +27,17 @@ from pipelines.trainers.credit_data import (
     describe,
     make_splits,
 )
+from bundled.credit_risk.features import fit_feature_specs
+from bundled.credit_risk.model import (
+    MODEL_KIND,
+    Architecture,
+    CreditRiskModel,
+    ModelConfig,
+    default_embedding_dim,
+)
+from evaluation.metrics import classification_metrics, log_loss
+from evaluation.profile import DataProfile, FeatureProfile, categorical_profile, numeric_profile
+from pipelines.trainers.base import TrainResult
 
 DEFAULT_EPOCHS = 20
 LOG_FEATURES = frozenset({"annual_income", "loan_amount"})

@@ -18,26 +18,20 @@ from pathlib import Path
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    PreTrainedTokenizerFast,
-)
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from paved.errors import InvalidInput
-from pipelines.trainers.base import TrainResult
-from pipelines.trainers.corpus import (
+from bundled.tiny_gpt.corpus import (
     Corpus,
     Example,
     build_corpus,
     build_tokenizer,
     reference_profile,
 )
+from bundled.tiny_gpt.model import KIND, greedy_answers
+from paved.errors import InvalidInput
+from pipelines.trainers.base import TrainResult
 from registry.safety import check_model_dir
 
-KIND = "tiny-gpt"
 # Head sizes vLLM's CPU attention backend (CPU_ATTN) accepts in vllm 0.32.
 VLLM_CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 
@@ -242,37 +236,6 @@ def _evaluate(
     metrics["heldout_exact_match"] = sum(every) / len(every)
     metrics.update({f"heldout_exact_match_{r}": sum(h) / len(h) for r, h in sorted(hits.items())})
     return metrics
-
-
-@torch.no_grad()
-def greedy_answers(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
-    max_new_tokens: int = 8,
-) -> list[str]:
-    """Greedy completions, cut at ``<eos>`` and stripped.
-
-    Prompts of equal token length are batched together, so no padding can change the
-    result, and the loop is plain argmax so it is easy to compare with any engine.
-    """
-    encoded = tokenizer(list(prompts))["input_ids"]
-    by_len: defaultdict[int, list[int]] = defaultdict(list)
-    for i, row in enumerate(encoded):
-        by_len[len(row)].append(i)
-    out = [""] * len(prompts)
-    for width, idx in sorted(by_len.items()):
-        ids = torch.tensor([encoded[i] for i in idx])
-        for _ in range(max_new_tokens):
-            next_ids = model(input_ids=ids).logits[:, -1].argmax(dim=-1, keepdim=True)
-            ids = torch.cat([ids, next_ids], dim=1)
-            if bool((ids[:, width:] == tokenizer.eos_token_id).any(dim=1).all()):
-                break
-        for i, row in zip(idx, ids[:, width:].tolist(), strict=True):
-            if tokenizer.eos_token_id in row:
-                row = row[: row.index(tokenizer.eos_token_id)]
-            out[i] = str(tokenizer.decode(row, skip_special_tokens=True)).strip()
-    return out
 
 
 def _params(

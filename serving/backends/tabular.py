@@ -33,8 +33,8 @@ from typing import Final, Literal
 import numpy as np
 import torch
 
+from bundled.credit_risk.model import CreditRiskModel, load
 from paved.errors import InvalidInput, LimitExceeded, Unavailable
-from pipelines.models.credit_risk import CreditRiskModel, load
 from serving.backends.base import ASGIApp, BackendConfig
 from serving.protocol.v2 import (
     InferenceRequest,

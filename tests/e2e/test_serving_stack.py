@@ -150,7 +150,7 @@ def test_openai_sdk_streaming_with_usage(stack) -> None:
 
 
 def test_tritonclient_predictions(stack) -> None:
-    from pipelines.trainers.credit_data import generate
+    from bundled.credit_risk.data import generate
 
     client = triton.InferenceServerClient(stack["base"].removeprefix("http://"))
     headers = {"authorization": f"Bearer {stack['app']}"}

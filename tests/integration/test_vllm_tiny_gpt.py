@@ -19,8 +19,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from bundled.tiny_gpt.corpus import build_corpus
 from pipelines.trainers.base import TrainResult
-from pipelines.trainers.corpus import build_corpus
 from pipelines.trainers.tiny_gpt import train
 from tests.integration.vllm_smoke import engine_env
 

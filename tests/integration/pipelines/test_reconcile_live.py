@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bundled.credit_risk.data import generate
+from bundled.credit_risk.model import load
 from paved.schemas import Role
 from pipelines.manifest_source import GitManifestSource
-from pipelines.models.credit_risk import load
 from pipelines.reconciler import Reconciler, StateStore
-from pipelines.trainers.credit_data import generate
 from serving.deploy import RayServeTarget
 from serving.internal_auth import new_token
 from serving.keys import KeyStore

@@ -22,8 +22,8 @@ import torch
 import tritonclient.http as triton
 import uvicorn
 
-from pipelines.models.credit_risk import CreditRiskModel, load
-from pipelines.trainers.credit_data import make_splits
+from bundled.credit_risk.data import make_splits
+from bundled.credit_risk.model import CreditRiskModel, load
 from pipelines.trainers.credit_risk import train
 from serving.backends.base import BackendConfig
 from serving.backends.tabular import TabularBackend

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from pipelines.models.credit_risk import OUTPUT_NAME
+from bundled.credit_risk.model import OUTPUT_NAME
 from serving.backends.tabular import TabularBackend
 from tests.integration.serving.conftest import (
     ENDPOINT,

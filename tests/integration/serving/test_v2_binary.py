@@ -19,7 +19,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from pipelines.models.credit_risk import OUTPUT_NAME
+from bundled.credit_risk.model import OUTPUT_NAME
 from tests.integration.serving.conftest import (
     ENDPOINT,
     MAX_ROWS,

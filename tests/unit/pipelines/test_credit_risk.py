@@ -18,13 +18,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from bundled.credit_risk import codec as credit_codec
+from bundled.credit_risk import data as credit_data
+from bundled.credit_risk import features as credit_features
+from bundled.credit_risk import model as credit_risk
+from bundled.credit_risk.data import FEATURE_KINDS, FEATURES, generate, make_splits
+from bundled.credit_risk.model import CONFIG_FILE, WEIGHTS_FILE, CreditRiskModel, load
 from evaluation.metrics import roc_auc
 from paved.errors import InvalidInput
-from pipelines.models import credit_codec, credit_features, credit_risk
-from pipelines.models.credit_risk import CONFIG_FILE, WEIGHTS_FILE, CreditRiskModel, load
-from pipelines.trainers import credit_data
 from pipelines.trainers.base import TrainResult
-from pipelines.trainers.credit_data import FEATURE_KINDS, FEATURES, generate, make_splits
 from pipelines.trainers.credit_risk import train
 
 pytestmark = pytest.mark.unit

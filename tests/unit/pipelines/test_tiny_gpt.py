@@ -13,10 +13,11 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from bundled.tiny_gpt.corpus import build_corpus, build_tokenizer
+from bundled.tiny_gpt.model import greedy_answers
 from paved.errors import InvalidInput
 from pipelines.trainers.base import TrainResult
-from pipelines.trainers.corpus import build_corpus, build_tokenizer
-from pipelines.trainers.tiny_gpt import TinyGPTParams, greedy_answers, train
+from pipelines.trainers.tiny_gpt import TinyGPTParams, train
 from registry.safety import check_model_dir
 
 pytestmark = pytest.mark.unit

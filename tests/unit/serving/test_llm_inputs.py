@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from transformers import PreTrainedTokenizerFast
 
+from bundled.tiny_gpt.corpus import build_corpus, build_tokenizer
 from paved.errors import InvalidInput, LimitExceeded, PavedError
 from paved.manifest import Limits
-from pipelines.trainers.corpus import build_corpus, build_tokenizer
 from serving.backends.llm_inputs import (
     EncodedPrompt,
     completion_budget,

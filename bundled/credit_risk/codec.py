@@ -29,8 +29,8 @@ from typing import Any, NoReturn
 import numpy as np
 import numpy.typing as npt
 
+from bundled.credit_risk.features import OOV_INDEX, FeatureSpec, TensorSpec
 from paved.errors import InvalidInput
-from pipelines.models.credit_features import OOV_INDEX, FeatureSpec, TensorSpec
 
 Column = Sequence[object] | npt.NDArray[Any]
 

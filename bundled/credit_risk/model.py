@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from bundled.credit_risk.codec import EncodedBatch, FeatureCodec
+from bundled.credit_risk.features import FeatureSpec, TensorSpec
 from paved.errors import InvalidInput
-from pipelines.models.credit_codec import EncodedBatch, FeatureCodec
-from pipelines.models.credit_features import FeatureSpec, TensorSpec
 
 MODEL_KIND: Final = "credit-risk"
 FORMAT_VERSION: Final = 1

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.models.credit_features import FeatureKind
+from bundled.credit_risk.features import FeatureKind
 
 DEFAULT_ROWS = 20_000
 MIN_ROWS = 100

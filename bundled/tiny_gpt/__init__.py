@@ -1,0 +1,1 @@
+"""The tiny-gpt model: its generated corpus, tokenizer and greedy decoding."""

@@ -1,1 +1,0 @@
-"""Model code for the bundled models, loaded from safetensors (never unpickled)."""
