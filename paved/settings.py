@@ -66,6 +66,31 @@ class Settings(BaseSettings):
         default="127.0.0.1",
         description="Address model replicas bind; 'auto' uses each node's IP (clusters).",
     )
+    gateway_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="A client must send a request's headers within this (from connecting or "
+        "from the request's first byte); else the gateway closes the connection.",
+    )
+    gateway_body_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="A client must send a request's body within this after its headers.",
+    )
+    gateway_keep_alive_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="An idle keep-alive connection to the gateway is closed after this.",
+    )
+    gateway_max_connections: int = Field(
+        default=4096,
+        ge=1,
+        le=1_000_000,
+        description="Open connections per gateway replica; past it, new ones are closed at once.",
+    )
     reconcile_interval_s: float = Field(
         default=5.0, gt=0, description="How often `paved serve --env` polls the GitOps repo."
     )

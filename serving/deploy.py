@@ -130,6 +130,10 @@ class RayServeTarget:
             keys_uri=settings.tracking_uri,
             internal_token=internal_token,
             stream_idle_timeout_s=settings.gateway_stream_idle_timeout_s,
+            header_timeout_s=settings.gateway_header_timeout_s,
+            body_timeout_s=settings.gateway_body_timeout_s,
+            keep_alive_timeout_s=settings.gateway_keep_alive_timeout_s,
+            max_connections=settings.gateway_max_connections,
         )
 
     @classmethod
@@ -169,6 +173,7 @@ class RayServeTarget:
                     address=self.settings.ray_address, namespace="pavedpath", log_to_driver=False
                 )
             else:
+                loopback_only()
                 # Ray's processes inherit an ignored SIGINT, so Ctrl-C in a terminal (sent
                 # to the whole process group) reaches only `paved serve`, which then drains.
                 previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -176,6 +181,7 @@ class RayServeTarget:
                     ray.init(
                         namespace="pavedpath",
                         include_dashboard=False,
+                        dashboard_host="127.0.0.1",
                         log_to_driver=False,
                         _node_ip_address="127.0.0.1",
                     )
@@ -295,6 +301,29 @@ class RayServeTarget:
             log.info("no gateway to drain")
         serve.shutdown()
         ray.shutdown()
+
+
+RAY_SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def loopback_only() -> None:
+    """Make the local Ray this process starts listen on loopback only.
+
+    Ray turns a node address of 127.0.0.1 into the machine's outward IP
+    (``services.resolve_ip_for_localhost``), so ``_node_ip_address`` alone has no effect
+    and its gRPC servers, agents and metrics exporters listen on all interfaces. The one
+    switch that keeps a node on loopback is the one Ray uses for single-node clusters on
+    macOS and Windows: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``. Ray's processes inherit
+    the variable; Ray reads it at import into ``ray_constants.ENABLE_RAY_CLUSTER``, set
+    here too in case Ray was imported already. tests/integration/serving/test_ray_loopback.py
+    fails if a Ray upgrade changes this.
+    """
+    import os
+
+    os.environ[RAY_SINGLE_NODE_ENV] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def spec_version(spec: BaseModel) -> str:

@@ -3,6 +3,12 @@
 The socket is bound here (port 0 means any free port, ``reuse_port`` lets several
 gateway replicas on one node share the public port) and handed to uvicorn, so the
 address is known before the first request and no port race is possible.
+
+Slow or idle clients cannot hold connections (:class:`ConnectionLimits`): uvicorn's
+keep-alive timeout closes a connection idle between requests, and a small subclass of
+its httptools protocol adds what uvicorn lacks: a deadline for the request head (from
+the connection or the request's first byte to the end of its headers), a deadline for
+the body, and a bound on open connections (past it a new connection is closed at once).
 """
 
 from __future__ import annotations
@@ -11,11 +17,82 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from serving.backends.base import ASGIApp
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    header_timeout_s: float = 10.0  # connect (or first byte) to the end of the headers
+    body_timeout_s: float = 60.0  # end of headers to the end of the body
+    keep_alive_timeout_s: float = 5.0  # idle between requests on one connection
+    max_connections: int = 4096  # open connections per server; past it: closed at once
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with head and body deadlines and a connection bound."""
+
+    class Guarded(HttpToolsProtocol):
+        _timer: asyncio.TimerHandle | None = None
+        _refused = False
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            if len(self.connections) >= limits.max_connections:
+                self._refused = True
+                self.transport = transport
+                transport.abort()
+                return
+            super().connection_made(transport)
+            self._arm(limits.header_timeout_s)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._refused:
+                return
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if not self._refused:
+                super().data_received(data)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm(limits.header_timeout_s)
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            self._arm(limits.body_timeout_s)
+
+        def on_message_complete(self) -> None:
+            self._disarm()
+            super().on_message_complete()
+            if self.cycle is not None and self.cycle.response_complete and not self.pipeline:
+                # Answered before the body was read (401, 413): idle from here on.
+                self._unset_keepalive_if_required()
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
+
+        def _arm(self, delay: float) -> None:
+            self._disarm()
+            self._timer = self.loop.call_later(delay, self._expire)
+
+        def _disarm(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _expire(self) -> None:
+            self._timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return Guarded
 
 
 class _Server(uvicorn.Server):
@@ -35,8 +112,10 @@ class EmbeddedServer:
         reuse_port: bool = False,
         backlog: int = 2048,
         lifespan: Literal["auto", "on", "off"] = "off",
+        limits: ConnectionLimits | None = None,
         **config: Any,
     ) -> None:
+        limits = limits or ConnectionLimits()
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
@@ -49,9 +128,10 @@ class EmbeddedServer:
             app,
             log_level="warning",
             access_log=False,
-            http="httptools",
+            http=guarded_protocol(limits),
             loop="none",
             lifespan=lifespan,
+            timeout_keep_alive=limits.keep_alive_timeout_s,  # type: ignore[arg-type]  # a float works
             timeout_graceful_shutdown=30,
             **config,
         )

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import tempfile
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
@@ -41,17 +44,28 @@ class GatewaySpec(BaseModel):
     stream_idle_timeout_s: float = Field(
         default=60.0, gt=0, le=3600, description="A stream silent this long ends with an error."
     )
+    header_timeout_s: float = Field(default=10.0, gt=0, le=600, description="Request head.")
+    body_timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Request body.")
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0, le=3600, description="Idle.")
+    max_connections: int = Field(default=4096, ge=1, le=1_000_000, description="Per replica.")
     internal_token: str = Field(repr=False, description="Sent to replicas on every request.")
 
 
 @serve.deployment(name="gateway", ray_actor_options={"num_cpus": 0})
 class GatewayIngress:
     async def __init__(self, spec: GatewaySpec) -> None:  # type: ignore[misc]
+        from serving import metrics
+
+        # Before any metric exists: the replicas on this node share their values, so a
+        # scrape of the shared port sees the whole gateway (serving/metrics.py).
+        metrics_dir = gateway_metrics_dir()
+        metrics.enable_multiprocess(metrics_dir)
+
         from serving.gateway.app import Gateway, GatewayLimits
         from serving.gateway.auth import KeyCache
         from serving.gateway.directory import ServeDirectory
         from serving.gateway.routing import RouteTable
-        from serving.http_server import EmbeddedServer
+        from serving.http_server import ConnectionLimits, EmbeddedServer
         from serving.keys import KeyStore
 
         self._token = spec.internal_token
@@ -61,6 +75,7 @@ class GatewayIngress:
             routes=RouteTable(),
             directory=ServeDirectory(asyncio.get_running_loop()),
             keys=KeyCache(store.snapshot),
+            metrics=metrics.GatewayMetrics(multiprocess_dir=metrics_dir),
             limits=GatewayLimits(
                 max_body_bytes=spec.max_body_bytes,
                 max_header_bytes=spec.max_header_bytes,
@@ -70,7 +85,17 @@ class GatewayIngress:
             internal_token=spec.internal_token,
         )
         self.server = EmbeddedServer(
-            self.gateway, spec.host, spec.port, reuse_port=True, lifespan="on"
+            self.gateway,
+            spec.host,
+            spec.port,
+            reuse_port=True,
+            lifespan="on",
+            limits=ConnectionLimits(
+                header_timeout_s=spec.header_timeout_s,
+                body_timeout_s=spec.body_timeout_s,
+                keep_alive_timeout_s=spec.keep_alive_timeout_s,
+                max_connections=spec.max_connections,
+            ),
         )
         self.server.start()
         await self.server.wait_started()
@@ -103,3 +128,13 @@ class GatewayIngress:
     async def __del__(self) -> None:
         await self.gateway.drain(30.0)
         await self.server.stop()
+
+
+def gateway_metrics_dir() -> Path:
+    """Where the gateway replicas of this node keep their metric values: one directory
+    per node and Ray cluster start (a node id is new each time Ray starts), so a new
+    cluster never adds up the counts of an old one."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    return Path(tempfile.gettempdir()) / f"pavedpath-{os.getuid()}" / "gateway-metrics" / node
