@@ -8,8 +8,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evaluation.profile import DataProfile
 from registry.digests import DigestManifest
+from registry.profile import DataProfile
 
 # Model version tags written by Pavedpath. They are the record of lineage in MLflow,
 # so the MLflow UI shows the same facts the CLI does.

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from evaluation.profile import DataProfile, categorical_profile, numeric_profile
 from paved.errors import InvalidInput
+from registry.profile import DataProfile, categorical_profile, numeric_profile
 
 FORMAT = "pavedpath-tiny-gpt-corpus/v1"
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evaluation.profile import DataProfile
+from registry.profile import DataProfile
 from registry.schemas import Framework, Task
 
 

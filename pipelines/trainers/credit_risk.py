@@ -36,8 +36,8 @@ from bundled.credit_risk.model import (
     default_embedding_dim,
 )
 from evaluation.metrics import classification_metrics, log_loss
-from evaluation.profile import DataProfile, FeatureProfile, categorical_profile, numeric_profile
 from pipelines.trainers.base import TrainResult
+from registry.profile import DataProfile, FeatureProfile, categorical_profile, numeric_profile
 
 DEFAULT_EPOCHS = 20
 LOG_FEATURES = frozenset({"annual_income", "loan_amount"})
