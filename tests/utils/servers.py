@@ -150,8 +150,8 @@ async def _stream(
     for the client to leave, recorded in :data:`REPLICA_EVENTS` under ``tag``),
     ``die_after`` (after that many, break the connection off), ``fail_after`` (after that
     many, end as a replica whose engine failed does: an error event, usage, ``[DONE]``).
-    A stream whose client
-    left records its usage under ``x-paved-upstream-id`` for ``GET /paved/usage/{id}``.
+    A stream whose client left records its usage under ``x-paved-upstream-id``, for
+    ``GET /paved/usage/{id}``.
     """
     chat = path == "/v1/chat/completions"
     n = int(doc.get("chunks", 3))
