@@ -40,6 +40,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from paved.errors import Conflict, InvalidInput, PavedError
 from paved.manifest import Endpoint
 from paved.settings import Settings
+from pipelines.pins import VerifiedVersions
+from pipelines.promotion.champion import ChampionStatus, guard_champions
+from pipelines.promotion.policy import PromotionPolicy
+from pipelines.reconcile_metrics import ReconcilerMetrics
 from registry.service import Registry
 from serving.deploy import Plan, ReplicasFailed, plan
 from serving.gateway.directory import deployment_app_name
@@ -132,6 +136,13 @@ class ReconcileReport(BaseModel):
     commit: str
     previous_commit: str | None
     statuses: list[EndpointStatus]
+    champions: list[ChampionStatus] = Field(
+        default_factory=list,
+        description="The registry's champion alias against Git (environments it follows).",
+    )
+    outside_flow_total: int = Field(
+        default=0, ge=0, description="Champion moves around the flow this reconciler put back."
+    )
 
     @property
     def refused(self) -> list[EndpointStatus]:
@@ -218,6 +229,7 @@ class Reconciler:
         on_applied: Callable[[Endpoint, str], None] | None = None,
         before_pass: Callable[[], None] | None = None,
         clock: Clock | None = None,
+        policy: PromotionPolicy | None = None,
     ) -> None:
         self.source = source
         self.registry = registry
@@ -229,6 +241,9 @@ class Reconciler:
         self.on_applied = on_applied
         self.before_pass = before_pass
         self.clock: Clock = clock or SystemClock()
+        self.policy = policy or PromotionPolicy()
+        self.verified = VerifiedVersions(registry)  # files hashed once per (version, digest)
+        self.metrics = ReconcilerMetrics()
         # endpoint -> (manifest that did not start, attempts, retry at, reason)
         self._failed_starts: dict[str, tuple[Endpoint, int, float, str]] = {}
 
@@ -343,8 +358,21 @@ class Reconciler:
             for s in statuses:
                 if s.status == "applied":
                     self.on_applied(desired[s.endpoint], head)
+        # Every pass, not only when Git changed: a move around the flow is put back.
+        champions = guard_champions(
+            self.registry, desired.values(), commit=head, policy=self.policy
+        )
+        self.metrics.record_champions(self.env, champions)
+        for s in statuses:
+            if s.status == "refused":
+                self.metrics.record_refusal(self.env, s.rule)
         return ReconcileReport(
-            env=self.env, commit=head, previous_commit=applied.commit, statuses=statuses
+            env=self.env,
+            commit=head,
+            previous_commit=applied.commit,
+            statuses=statuses,
+            champions=champions,
+            outside_flow_total=self.metrics.outside_flow_total,
         )
 
     def _skip_failed_starts(
@@ -445,9 +473,10 @@ class Reconciler:
                 f"team {ep.metadata.team!r} has no teams/{ep.metadata.team}.yaml",
                 rule="unknown_team",
             )
-        p = plan([ep], self.registry, self.settings, self.internal_token)
-        for _, spec in p.replicas:  # every version's files must verify before it serves
-            self.registry.fetch(f"{spec.model_name}/{spec.version}")
+        plan([ep], self.registry, self.settings, self.internal_token)  # versions and task
+        # Git pins each version's digest: the registry's must be the same on every pass
+        # (digest_mismatch), and the files must have matched it once (not re-hashed).
+        self.verified.check(ep)
         return ep
 
 

@@ -67,7 +67,13 @@ class Plan:
 def plan(
     endpoints: list[Endpoint], registry: Registry, settings: Settings, internal_token: str
 ) -> Plan:
-    """Resolve every version an endpoint names; refuse the whole plan if one is unknown."""
+    """Resolve every version an endpoint names; refuse the whole plan if one is unknown.
+
+    Each replica spec carries the digest its files are verified against. Comparing a
+    pinned digest with the registry's is the caller's check (the reconciler's
+    ``digest_mismatch``, :func:`check_pins`), not the plan's: an endpoint kept on its
+    last applied version must still plan while the registry disagrees.
+    """
     protocols: dict[str, Protocol] = {}
     replicas: list[tuple[Endpoint, ReplicaSpec]] = []
     for ep in endpoints:
@@ -90,6 +96,10 @@ def plan(
                         endpoint=ep.name,
                         model_name=ep.spec.model,
                         version=v,
+                        # What Git pins; a --manifests folder without one pins the
+                        # registry's digest as it is now, so replicas started later
+                        # verify against the same value.
+                        digest=ep.pinned_digest(v) or info.digest,
                         task=info.lineage.task,
                         home=settings.home,
                         registry_uri=settings.registry_uri,
@@ -111,6 +121,12 @@ def plan(
             )
         protocols[ep.name] = _PROTOCOLS[task]
     return Plan(endpoints, protocols, replicas, internal_token)
+
+
+def check_pins(p: Plan, registry: Registry) -> None:
+    """Refuse (``digest_mismatch``) a plan whose registry digests differ from the pins."""
+    for _, spec in p.replicas:
+        registry.get_pinned(f"{spec.model_name}/{spec.version}", spec.digest)
 
 
 class RayServeTarget:

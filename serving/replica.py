@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
@@ -19,6 +19,9 @@ from ray import serve
 from paved.manifest import Limits
 from paved.settings import Settings
 from serving.backends.base import Backend, BackendConfig
+
+if TYPE_CHECKING:
+    from registry.service import Registry
 
 log = logging.getLogger("ray.serve")
 
@@ -31,6 +34,11 @@ class ReplicaSpec(BaseModel):
     endpoint: str
     model_name: str
     version: int = Field(ge=1)
+    digest: str = Field(
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="The digest Git pins (or, for a --manifests folder, the one resolved "
+        "at start): the files are verified against it, never against the registry's tag.",
+    )
     task: str
     home: Path = Field(description="PAVED_HOME of the registry to load from.")
     registry_uri: str | None = None
@@ -46,6 +54,13 @@ class ReplicaSpec(BaseModel):
     internal_token: str = Field(
         repr=False, description="Shared secret the gateway sends; other callers get 403."
     )
+
+
+def load_model_dir(spec: ReplicaSpec, registry: Registry) -> Path:
+    """Download the version and verify it against the pinned digest before anything
+    reads the files: a rewritten digest tag or a changed artifact is refused here
+    (``digest_mismatch``), so the replica never starts on it."""
+    return registry.fetch(f"{spec.model_name}/{spec.version}", digest=spec.digest)
 
 
 def build_backend(spec: ReplicaSpec, model_dir: Path) -> Backend:
@@ -87,8 +102,7 @@ class ModelReplica:
             home=spec.home, registry_uri=spec.registry_uri, artifact_root=spec.artifact_root
         )
         registry = Registry.from_settings(settings)
-        # Downloaded and digest-verified before anything reads the files.
-        model_dir = registry.fetch(f"{spec.model_name}/{spec.version}")
+        model_dir = load_model_dir(spec, registry)
         self.backend = build_backend(spec, model_dir)
         await self.backend.start()
         host = ray.util.get_node_ip_address() if spec.bind_host == "auto" else spec.bind_host

@@ -16,17 +16,12 @@ def build_reconciler(c: CliContext, env: str, target: object) -> object:
     from paved.names import validate_name
     from pipelines.gitops.repo import GitOpsRepo
     from pipelines.manifest_source import GitManifestSource
-    from pipelines.promotion.champion import finalize_champion
     from pipelines.reconciler import Reconciler, StateStore
 
     validate_name(env, "environment")
     repo = GitOpsRepo.open(c.settings.gitops_dir)
-    registry = c.registry
-
-    def champion_follows(manifest: object, commit: str) -> None:
-        # Production's champion alias moves when the change takes effect, not before.
-        finalize_champion(registry, manifest, commit=commit)  # type: ignore[arg-type]
-
+    # Production's champion alias follows Git: the reconciler moves it when a change
+    # takes effect and puts it back, every pass, when it was moved around the flow.
     return Reconciler(
         source=GitManifestSource(c.settings.gitops_dir),
         registry=c.registry,
@@ -35,7 +30,6 @@ def build_reconciler(c: CliContext, env: str, target: object) -> object:
         settings=c.settings,
         env=env,
         internal_token=target.gateway_spec.internal_token,  # type: ignore[attr-defined]
-        on_applied=champion_follows,
         before_pass=repo.sync,
     )
 
@@ -59,6 +53,14 @@ def print_report(report: object, fmt: out.Format) -> None:
             for s in report.statuses
         ],
     )
+    for ch in report.champions:
+        if ch.status != "in_sync":
+            out.console.print(
+                f"champion of {ch.model} ({ch.endpoint}): {ch.status}"
+                + (" [outside the flow]" if ch.outside_flow else "")
+                + (f": {ch.reason}" if ch.reason else ""),
+                markup=False,
+            )
 
 
 def print_pass(record: object, report: object, fmt: out.Format) -> None:

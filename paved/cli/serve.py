@@ -41,6 +41,7 @@ def serve(
 
     token = new_token()
     plan = deploy.plan(endpoints, c.registry, c.settings, internal_token=token)
+    deploy.check_pins(plan, c.registry)  # a digest the folder pins must be the registry's
     out.console.print(f"starting Ray Serve with {len(plan.replicas)} model replica set(s) …")
     target = deploy.RayServeTarget(c.settings, host=host, port=port, internal_token=token)
     target.start()

@@ -56,13 +56,19 @@ def plan_promotion(
     env: str,
     team: str,
     mode: Mode,
+    digest: str,
     canary_steps: Sequence[int] | None = None,
+    champion_digest: str | None = None,
 ) -> ManifestChange:
     """The manifest after promoting ``model`` ``version`` on ``env``/``endpoint``.
 
     champion: the version replaces the champion and any challenger leaves;
     canary: it becomes the challenger at the first step's weight; shadow: it becomes
     a mirrored challenger receiving no live answers.
+
+    ``digest`` is the version's manifest digest: the commit pins it, and the reconciler
+    and replicas verify against it. ``champion_digest`` pins a champion that an older
+    manifest left unpinned (it is ignored when the champion is pinned already).
     """
     if current is None:
         if mode != "champion":
@@ -75,7 +81,7 @@ def plan_promotion(
             "apiVersion": "pavedpath/v1",
             "kind": "Endpoint",
             "metadata": {"name": endpoint, "env": env, "team": team},
-            "spec": {"model": model, "champion": {"version": version}},
+            "spec": {"model": model, "champion": {"version": version, "digest": digest}},
         }
         return ManifestChange(document=doc, endpoint=_validate(doc), from_version=None)
 
@@ -93,11 +99,13 @@ def plan_promotion(
     doc = copy.deepcopy(raw)
     spec = doc["spec"]
     if mode == "champion":
-        spec["champion"] = {"version": version}
+        spec["champion"] = {"version": version, "digest": digest}
         spec.pop("challenger", None)
     else:
+        if before.spec.champion.digest is None and champion_digest is not None:
+            spec["champion"] = {**spec["champion"], "digest": champion_digest}
         old = spec.get("challenger") or {}
-        challenger: dict[str, Any] = {"version": version, "mode": mode}
+        challenger: dict[str, Any] = {"version": version, "digest": digest, "mode": mode}
         if mode == "canary":
             assert canary_steps is not None
             challenger["steps"] = list(canary_steps)

@@ -39,6 +39,7 @@ from pipelines.promotion.policy import (
 from pipelines.promotion.records import Approval, Promotion, Rollback
 
 if TYPE_CHECKING:
+    from paved.manifest import Endpoint
     from registry.schemas import ModelVersionInfo
 
 
@@ -114,7 +115,9 @@ class Promotions:
                 env=env,
                 team=info.lineage.team,
                 mode=mode,
+                digest=info.digest,  # Git pins it: the registry's tag is not the authority
                 canary_steps=canary_steps,
+                champion_digest=self._unpinned_champion_digest(current, name, mode),
             )
             outcome = run_gate(
                 gate,
@@ -260,6 +263,17 @@ class Promotions:
         promoter = keys.lineage(promoter_key) if keys and promoter_key else []
         approver = keys.lineage(approver_key) if keys else []
         check_four_eyes(pid, promoter, approver, promoted_by)
+
+    def _unpinned_champion_digest(
+        self, current: tuple[object, Endpoint] | None, name: str, mode: str
+    ) -> str | None:
+        """The registry's digest for a champion an older manifest left unpinned.
+
+        Only needed when the champion stays (canary, shadow); pinned once, Git keeps it.
+        """
+        if current is None or mode == "champion" or current[1].spec.champion.digest:
+            return None
+        return self.registry.get(f"{name}/{current[1].spec.champion.version}").digest
 
     def _branch_ref(self, branch: str) -> str | None:
         """The ref of a promotion branch: the remote's copy when there is a remote."""

@@ -46,7 +46,9 @@ def main() -> None:
         root = Path(tmp)
         settings, reg = registry_with_versions(root / "home", versions=2)
         repo = init_repo(root / "repo")
-        commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1), "v1")
+        commit_manifest(
+            repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1, pins=reg), "v1"
+        )
         key, _ = KeyStore(settings.tracking_uri).create(
             team="risk", roles=frozenset({Role.APP}), created_by="bench"
         )
@@ -94,7 +96,7 @@ def main() -> None:
                     repo,
                     "staging",
                     "risk.yaml",
-                    endpoint_doc("risk", "staging", version),
+                    endpoint_doc("risk", "staging", version, pins=reg),
                     f"to v{version}",
                 )
                 rec.once()

@@ -41,13 +41,23 @@ def endpoint_doc(
     *,
     team: str = "risk",
     model: str = "credit-risk",
+    pins: Registry | None = None,
     **spec: object,
 ) -> dict[str, object]:
+    """A manifest; with ``pins`` each version carries its registry digest, as a promotion
+    commit writes it (the reconciler refuses an unpinned version: ``digest_required``)."""
+    champion: dict[str, object] = {"version": version}
+    challenger = spec.get("challenger")
+    if pins is not None:
+        champion["digest"] = pins.get(f"{model}/{version}").digest
+        if isinstance(challenger, dict) and "digest" not in challenger:
+            digest = pins.get(f"{model}/{challenger['version']}").digest
+            spec["challenger"] = {**challenger, "digest": digest}
     return {
         "apiVersion": "pavedpath/v1",
         "kind": "Endpoint",
         "metadata": {"name": name, "env": env, "team": team},
-        "spec": {"model": model, "champion": {"version": version}, **spec},
+        "spec": {"model": model, "champion": champion, **spec},
     }
 
 

@@ -43,7 +43,9 @@ def _infer_body(model_dir: Path) -> dict[str, object]:
 def test_version_switch_under_load_fails_no_request(tmp_path: Path) -> None:
     settings, reg = registry_with_versions(tmp_path / "home", versions=2)
     repo = init_repo(tmp_path / "repo")
-    commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1), "v1")
+    commit_manifest(
+        repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1, pins=reg), "v1"
+    )
     key, _ = KeyStore(settings.tracking_uri).create(
         team="risk", roles=frozenset({Role.APP}), created_by="test"
     )
@@ -81,7 +83,9 @@ def test_version_switch_under_load_fails_no_request(tmp_path: Path) -> None:
         loop = threading.Thread(target=client_loop)
         loop.start()
         time.sleep(2)
-        commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 2), "v2")
+        commit_manifest(
+            repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 2, pins=reg), "v2"
+        )
         report = rec.once()
         time.sleep(3)
         stop.set()

@@ -70,8 +70,12 @@ def _reconciler(registry, repo: Path, state: Path, target: RecordingTarget) -> R
 
 def test_applies_head_and_switches_versions_without_restarting_others(registry, tmp_path):
     repo = init_repo(tmp_path / "repo")
-    commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1), "v1")
-    commit_manifest(repo, "staging", "other.yaml", endpoint_doc("other", "staging", 1), "o")
+    commit_manifest(
+        repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1, pins=registry[1]), "v1"
+    )
+    commit_manifest(
+        repo, "staging", "other.yaml", endpoint_doc("other", "staging", 1, pins=registry[1]), "o"
+    )
     target = RecordingTarget()
     rec = _reconciler(registry, repo, tmp_path / "state", target)
     report = rec.once()
@@ -80,7 +84,9 @@ def test_applies_head_and_switches_versions_without_restarting_others(registry, 
         "other": "applied",
     }
     assert target.routes == {"risk": 1, "other": 1}
-    head = commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 2), "v2")
+    head = commit_manifest(
+        repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 2, pins=registry[1]), "v2"
+    )
     target.started.clear()
     report = rec.once()
     assert report.commit == head
@@ -113,14 +119,20 @@ def test_applies_head_and_switches_versions_without_restarting_others(registry, 
 )
 def test_invalid_manifest_is_refused_and_serving_stays(registry, tmp_path, doc, rule):
     repo = init_repo(tmp_path / "repo")
-    commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1), "v1")
-    commit_manifest(repo, "staging", "other.yaml", endpoint_doc("other", "staging", 1), "o")
+    commit_manifest(
+        repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1, pins=registry[1]), "v1"
+    )
+    commit_manifest(
+        repo, "staging", "other.yaml", endpoint_doc("other", "staging", 1, pins=registry[1]), "o"
+    )
     target = RecordingTarget()
     rec = _reconciler(registry, repo, tmp_path / "state", target)
     rec.once()
     before = (set(target.apps), dict(target.routes))
     commit_manifest(repo, "staging", "risk.yaml", doc, "bad change")
-    commit_manifest(repo, "staging", "other.yaml", endpoint_doc("other", "staging", 2), "o2")
+    commit_manifest(
+        repo, "staging", "other.yaml", endpoint_doc("other", "staging", 2, pins=registry[1]), "o2"
+    )
     report = rec.once()
     refused = {s.endpoint: s for s in report.refused}
     assert set(refused) == {"risk"}
@@ -133,8 +145,12 @@ def test_invalid_manifest_is_refused_and_serving_stays(registry, tmp_path, doc, 
 
 def test_never_applies_an_older_commit(registry, tmp_path):
     repo = init_repo(tmp_path / "repo")
-    first = commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1), "v1")
-    commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 2), "v2")
+    first = commit_manifest(
+        repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1, pins=registry[1]), "v1"
+    )
+    commit_manifest(
+        repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 2, pins=registry[1]), "v2"
+    )
     target = RecordingTarget()
     rec = _reconciler(registry, repo, tmp_path / "state", target)
     rec.once()
@@ -147,10 +163,14 @@ def test_never_applies_an_older_commit(registry, tmp_path):
 
 def test_killed_mid_apply_converges_on_the_next_pass(registry, tmp_path):
     repo = init_repo(tmp_path / "repo")
-    commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1), "v1")
+    commit_manifest(
+        repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1, pins=registry[1]), "v1"
+    )
     target = RecordingTarget()
     _reconciler(registry, repo, tmp_path / "state", target).once()
-    head = commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 2), "v2")
+    head = commit_manifest(
+        repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 2, pins=registry[1]), "v2"
+    )
     target.fail_routes_once = True
     with pytest.raises(RuntimeError):
         _reconciler(registry, repo, tmp_path / "state", target).once()
@@ -164,7 +184,9 @@ def test_killed_mid_apply_converges_on_the_next_pass(registry, tmp_path):
 
 def test_removed_manifest_removes_the_endpoint(registry, tmp_path):
     repo = init_repo(tmp_path / "repo")
-    commit_manifest(repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1), "v1")
+    commit_manifest(
+        repo, "staging", "risk.yaml", endpoint_doc("risk", "staging", 1, pins=registry[1]), "v1"
+    )
     target = RecordingTarget()
     rec = _reconciler(registry, repo, tmp_path / "state", target)
     rec.once()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from paved.errors import NotFound
+from paved.errors import DigestMismatch, NotFound
 from paved.names import ModelRef
 from paved.schemas import Actor, KeyLink, Role
 from pipelines.gitops.repo import GitOpsRepo
@@ -30,6 +30,15 @@ class StepClock:
         return self.now
 
 
+def manifest_of(version: int) -> DigestManifest:
+    """A digest manifest that differs per version (so each version has its own digest)."""
+    return DigestManifest(files={"model.safetensors": f"{version:064x}"})
+
+
+def digest_of(version: int) -> str:
+    return manifest_of(version).digest
+
+
 def version_info(name: str, version: int, team: str = "risk") -> ModelVersionInfo:
     return ModelVersionInfo(
         name=name,
@@ -47,8 +56,8 @@ def version_info(name: str, version: int, team: str = "risk") -> ModelVersionInf
             registered_by="tester",
             run_id=None,
         ),
-        digest="sha256:" + "2" * 64,
-        manifest=DigestManifest(files={"model.safetensors": "3" * 64}),
+        digest=digest_of(version),
+        manifest=manifest_of(version),
     )
 
 
@@ -66,6 +75,12 @@ class FakeCatalog:
         if version is None or version not in self.versions.get(r.name, set()):
             raise NotFound(f"model version {ref} does not exist")
         return version_info(r.name, version)
+
+    def get_pinned(self, ref: str, digest: str) -> ModelVersionInfo:
+        info = self.get(ref)
+        if info.digest != digest:
+            raise DigestMismatch(f"{ref} is not pinned to {digest}", rule="digest_mismatch")
+        return info
 
     def set_alias(
         self, name: str, alias: str, version: int | str, *, actor: Actor, reason: str = ""

@@ -21,6 +21,7 @@ from tests.unit.pipelines.gitops_fakes import (
     VIC,
     FakeCatalog,
     actor,
+    digest_of,
     git,
     make_flow,
     make_repo,
@@ -70,7 +71,11 @@ def test_promote_to_staging_is_one_commit_with_trailers(tmp_path: Path) -> None:
         git(repo.path, "diff", "--name-only", "HEAD~1", "HEAD") == "environments/staging/risk.yaml"
     )
     doc = manifest_at(flow, "staging")
-    assert doc["spec"] == {"model": "credit-risk", "champion": {"version": 2}}
+    # The commit pins the version's digest: the reconciler and replicas verify against it.
+    assert doc["spec"] == {
+        "model": "credit-risk",
+        "champion": {"version": 2, "digest": digest_of(2)},
+    }
     assert doc["metadata"] == {"name": "risk", "env": "staging", "team": "risk"}
     text = (repo.path / "environments/staging/risk.yaml").read_text()
     assert text.startswith("# yaml-language-server: $schema=../../schemas/endpoint.schema.json")
@@ -82,18 +87,23 @@ def test_canary_and_shadow_set_the_challenger(tmp_path: Path) -> None:
     p = flow.promote("credit-risk", 2, "risk", "staging", actor=ALICE, canary_steps=[10, 50, 100])
     assert p.mode == "canary"
     spec = manifest_at(flow, "staging")["spec"]
-    assert spec["champion"] == {"version": 1}
+    assert spec["champion"] == {"version": 1, "digest": digest_of(1)}
     assert spec["challenger"] == {
         "version": 2,
+        "digest": digest_of(2),
         "mode": "canary",
         "steps": [10, 50, 100],
         "weight": 10,
     }
     flow.promote("credit-risk", 3, "risk", "staging", actor=ALICE, shadow=True)
-    assert manifest_at(flow, "staging")["spec"]["challenger"] == {"version": 3, "mode": "shadow"}
+    assert manifest_at(flow, "staging")["spec"]["challenger"] == {
+        "version": 3,
+        "digest": digest_of(3),
+        "mode": "shadow",
+    }
     flow.promote("credit-risk", 3, "risk", "staging", actor=ALICE)
     spec = manifest_at(flow, "staging")["spec"]
-    assert spec == {"model": "credit-risk", "champion": {"version": 3}}
+    assert spec == {"model": "credit-risk", "champion": {"version": 3, "digest": digest_of(3)}}
 
 
 def test_fields_a_person_wrote_survive_a_promotion(tmp_path: Path) -> None:
@@ -110,12 +120,27 @@ def test_fields_a_person_wrote_survive_a_promotion(tmp_path: Path) -> None:
     assert spec["replicas"] == {"min": 2, "max": 3}
     assert spec["challenger"] == {
         "version": 2,
+        "digest": digest_of(2),
         "mode": "canary",
         "steps": [5, 100],
         "weight": 5,
         "interval": "5m",
         "sticky": True,
     }
+
+
+def test_a_canary_pins_a_champion_an_older_manifest_left_unpinned(tmp_path: Path) -> None:
+    repo, flow, _ = make_flow(tmp_path)
+    flow.promote("credit-risk", 1, "risk", "staging", actor=ALICE)
+    doc = manifest_at(flow, "staging")
+    doc["spec"]["champion"] = {"version": 1}  # written before Git pinned digests
+    repo.commit_files(
+        {endpoint_path("staging", "risk"): yaml.safe_dump(doc)}, message="old\n", actor=ALICE
+    )
+    flow.promote("credit-risk", 2, "risk", "staging", actor=ALICE, canary_steps=[5, 100])
+    spec = manifest_at(flow, "staging")["spec"]
+    assert spec["champion"] == {"version": 1, "digest": digest_of(1)}
+    assert spec["challenger"]["digest"] == digest_of(2)
 
 
 def test_a_refused_gate_writes_nothing_and_names_the_rule(tmp_path: Path) -> None:
