@@ -207,10 +207,10 @@ async def stream(
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
         else:
             await _relay_events(upstream, send, outcome, started, idle_timeout_s)
-    except asyncio.CancelledError:
+    except BaseException as exc:  # the client left (cancelled), or the relay failed
         if upstream is not None:
             upstream.close()  # the replica sees the disconnect and aborts the generation
-        if watch.swallow():
+        if isinstance(exc, asyncio.CancelledError) and watch.swallow():
             outcome.status = CLIENT_CLOSED
             outcome.client_gone = True
             return outcome
