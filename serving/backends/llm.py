@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -27,7 +26,8 @@ from pydantic import BaseModel
 from paved.errors import BackendError, InvalidInput, NotFound, Unavailable
 from paved.manifest import Limits
 from serving.backends.base import ASGIApp, BackendConfig
-from serving.backends.llm_admission import RETRY_AFTER_S, ConcurrencyGate, Slot
+from serving.backends.llm_admission import RETRY_AFTER_S, ConcurrencyGate
+from serving.backends.llm_app import build_app
 from serving.backends.llm_engine import (
     apply_environment,
     build_engine,
@@ -45,6 +45,7 @@ from serving.backends.llm_inputs import (
 )
 from serving.backends.llm_outputs import (
     ResponseContext,
+    Stream,
     UsageTally,
     chat_events,
     chat_response,
@@ -70,16 +71,6 @@ log = logging.getLogger(__name__)
 
 State = Literal["new", "starting", "ready", "stopping", "stopped", "failed"]
 DRAIN_TIMEOUT_S = 30.0
-
-
-@dataclass(slots=True)
-class Stream:
-    """A streamed response: its SSE events, the slot to release when it ends, and the
-    tally of its tokens (what the engine generated so far, should the client leave)."""
-
-    events: AsyncGenerator[bytes, None]
-    slot: Slot
-    tally: UsageTally
 
 
 class LLMStats(BaseModel):
@@ -178,8 +169,6 @@ class LLMBackend:
         return self._state == "ready" and self._engine is not None and not self._engine.errored
 
     def app(self) -> ASGIApp:
-        from serving.backends.llm_app import build_app
-
         return build_app(self)
 
     def stats(self) -> LLMStats:

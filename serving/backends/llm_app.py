@@ -1,9 +1,9 @@
 """The LLM replica's HTTP API: OpenAI routes, ``/v1/models`` and ``/health``.
 
-Thin routes over :class:`~serving.backends.llm.LLMBackend`: read and validate the body,
-call the backend, write its answer. Every error leaves in OpenAI's shape with the
-status of the :class:`~paved.errors.PavedError` behind it (503s with ``Retry-After``),
-so any OpenAI SDK reports it properly.
+Thin routes over an :class:`OpenAIModel` (:class:`~serving.backends.llm.LLMBackend` is
+one): read and validate the body, call the backend, write its answer. Every error
+leaves in OpenAI's shape with the status of the :class:`~paved.errors.PavedError`
+behind it (503s with ``Retry-After``), so any OpenAI SDK reports it properly.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -27,12 +27,12 @@ from paved.errors import (
     RateLimited,
     Unavailable,
 )
-from serving.backends.base import UPSTREAM_ID_HEADER
-from serving.backends.llm import LLMBackend, Stream
+from serving.backends.base import UPSTREAM_ID_HEADER, BackendConfig
+from serving.backends.llm_outputs import Stream
 from serving.backends.llm_stream import ClientDisconnected, SSEResponse, until_disconnect
-from serving.backends.llm_usage import valid_upstream_id
+from serving.backends.llm_usage import AbortedUsage, valid_upstream_id
 from serving.protocol.openai import ChatCompletionRequest, CompletionRequest, parse_request
-from serving.protocol.openai_responses import error_response
+from serving.protocol.openai_responses import ModelList, error_response
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -43,7 +43,27 @@ MAX_BODY_BYTES = 1 << 20  # far above any prompt that fits a context; refuses ab
 JSON = "application/json"
 
 
-def build_app(backend: LLMBackend) -> Starlette:
+class OpenAIModel(Protocol):
+    """What the routes need from a backend; :class:`~serving.backends.llm.LLMBackend` is
+    one. The backend builds its app from this module, so this module never imports it."""
+
+    @property
+    def config(self) -> BackendConfig: ...
+    @property
+    def aborted(self) -> AbortedUsage: ...
+    @property
+    def ready(self) -> bool: ...
+    def complete(self, request: CompletionRequest) -> Coroutine[Any, Any, BaseModel | Stream]: ...
+    def chat(self, request: ChatCompletionRequest) -> Coroutine[Any, Any, BaseModel | Stream]: ...
+    def models(self) -> ModelList: ...
+    def stats(self) -> BaseModel: ...
+    def stream_closed(
+        self, stream: Stream, disconnected: bool, upstream_id: str | None
+    ) -> None: ...
+    def client_left(self) -> None: ...
+
+
+def build_app(backend: OpenAIModel) -> Starlette:
     """The ASGI app serving ``backend``."""
     headers = {"x-paved-model-version": str(backend.config.version)}
 

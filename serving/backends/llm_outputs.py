@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from paved.errors import BackendError, PavedError
+from serving.backends.llm_admission import Slot
 from serving.backends.llm_stream import DONE, sse_data, usage_comment
 from serving.protocol.openai_responses import (
     AssistantMessage,
@@ -74,6 +75,16 @@ class UsageTally:
 
     def usage(self) -> Usage:
         return Usage.of(self.prompt_tokens, self.completion_tokens, sum(self._cached.values()))
+
+
+@dataclass(slots=True)
+class Stream:
+    """A streamed response: its SSE events, the slot to release when it ends, and the
+    tally of its tokens (what the engine generated so far, should the client leave)."""
+
+    events: AsyncGenerator[bytes, None]
+    slot: Slot
+    tally: UsageTally
 
 
 def finish_reason(reason: str | None) -> FinishReason | None:
