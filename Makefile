@@ -11,8 +11,10 @@ setup:
 demo: setup
 	$(VENV)/bin/paved demo
 
-# Lint first: style, types (and, from issue 8, the layers contract) gate every test run.
-LINT = $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy .
+# Lint first: style, types and the layers contract ([tool.importlinter] in
+# pyproject.toml, docs/architecture.md "Layers") gate every test run.
+LINT = $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy . \
+	&& $(VENV)/bin/lint-imports
 
 test: setup
 	$(LINT)
