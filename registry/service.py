@@ -85,6 +85,7 @@ class Registry:
         """Refuse, before any work, what ``register_run`` would refuse for this name and
         team (name, role, owner); return the validated name."""
         name = validate_name(name)
+        validate_name(team, "team")
         _require(actor, WRITE_ROLES, "register a model version")
         self._check_owner(name, team, actor)
         return name
