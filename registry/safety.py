@@ -120,26 +120,27 @@ def validate_source_uri(uri: str, allowed_prefixes: Sequence[str] = ()) -> str:
         raise InvalidSourceURI("source URI contains control characters", rule="no_control")
     if "\\" in decoded or "/../" in f"{decoded}/" or "/./" in f"{decoded}/":
         raise InvalidSourceURI(
-            f"source URI {uri!r} contains a path traversal", rule="no_path_traversal"
+            f"source URI {quote(uri)} contains a path traversal", rule="no_path_traversal"
         )
     parts = urlsplit(decoded)
     scheme = parts.scheme.lower()
     if scheme in ("", "file") or re.match(r"[A-Za-z]:", decoded):
         raise InvalidSourceURI(
-            f"source {uri!r} is a local path; register a local directory with --path, which "
+            f"source {quote(uri)} is a local path; register a local directory with --path, which "
             "uploads it into the registry's own store",
             rule="source_local_path",
         )
     if parts.hostname and _is_internal_host(parts.hostname):
         raise InvalidSourceURI(
-            f"source {uri!r} points at an internal or metadata address", rule="source_internal_host"
+            f"source {quote(uri)} points at an internal or metadata address",
+            rule="source_internal_host",
         )
     if scheme == "runs":
         rest = decoded[len("runs:/") :].lstrip("/")
         run_id, _, path = rest.partition("/")
         if not _RUN_ID_RE.fullmatch(run_id) or not path:
             raise InvalidSourceURI(
-                f"source {uri!r} must look like runs:/<32 hex run id>/<artifact path>",
+                f"source {quote(uri)} must look like runs:/<32 hex run id>/<artifact path>",
                 rule="source_runs_format",
             )
         return f"runs:/{run_id}/{path}"
@@ -147,7 +148,7 @@ def validate_source_uri(uri: str, allowed_prefixes: Sequence[str] = ()) -> str:
         if uri.startswith(prefix) and decoded == uri:
             return uri
     raise InvalidSourceURI(
-        f"source {uri!r} is outside the allowed stores (runs:/ URIs of this registry"
+        f"source {quote(uri)} is outside the allowed stores (runs:/ URIs of this registry"
         + (", " + ", ".join(allowed_prefixes) if allowed_prefixes else "")
         + ")",
         rule="source_scheme",
