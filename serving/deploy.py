@@ -211,7 +211,8 @@ class RayServeTarget:
     def running_apps(self) -> dict[str, str]:
         from ray import serve
 
-        return {name: str(st.status) for name, st in serve.status().applications.items()}
+        # ApplicationStatus is a str enum: its value, not str(), is "RUNNING"
+        return {name: st.status.value for name, st in serve.status().applications.items()}
 
     def ensure_replicas(self, p: Plan, timeout_s: float | None = None) -> list[str]:
         """Make every application the plan needs run with the plan's spec; wait for all.
@@ -250,7 +251,7 @@ class RayServeTarget:
         served = {n for n in wanted if running.get(n) in ("RUNNING", "DEPLOYING")}
         surging: list[str] = []
         for name, (_, _, version, n) in wanted.items():
-            current = deployed_model(name) if name in running else None
+            current = deployed_model(name) if running.get(name, "DELETING") != "DELETING" else None
             if current is None:
                 count = n
             elif current[0] != version:
@@ -268,9 +269,9 @@ class RayServeTarget:
         failed |= wait_running(settled, deadline)
         if failed:
             for name in sorted(failed):
-                if name not in served:
+                if name not in served:  # its replicas stop in the background
                     log.warning("deleting %s, which did not start: %s", name, failed[name])
-                    serve.delete(name, _blocking=True)
+                    serve.delete(name, _blocking=False)
             raise ReplicasFailed({wanted[n][0].endpoint: why for n, why in sorted(failed.items())})
         return list(wanted)
 
@@ -301,7 +302,8 @@ class RayServeTarget:
             serve.delete(name, _blocking=True)
 
     def model_apps(self) -> list[str]:
-        return [n for n in self.running_apps() if n != GATEWAY_APP]
+        """Model applications, leaving out those already being deleted."""
+        return [n for n, st in self.running_apps().items() if n != GATEWAY_APP and st != "DELETING"]
 
     def shutdown(self, drain_timeout_s: float = 30.0) -> None:
         """Stop taking requests, let those in flight finish, then stop Serve and Ray."""
