@@ -225,7 +225,10 @@ class LLMBackend:
             )
             params = self._sampling(request, budget)
             ctx = self._context(request, f"cmpl-{uuid.uuid4().hex}")
-            tally = UsageTally(prompt_tokens=sum(len(p.token_ids) for p in prompts))
+            tally = UsageTally(
+                prompt_tokens=sum(len(p.token_ids) for p in prompts),
+                sequences=len(prompts) * ctx.n,
+            )
             runs = [self._generate(f"{ctx.id}-{i}", p, params) for i, p in enumerate(prompts)]
             if request.stream:
                 streaming = True
@@ -256,7 +259,7 @@ class LLMBackend:
             )
             params = self._sampling(request, budget)
             ctx = self._context(request, f"chatcmpl-{uuid.uuid4().hex}")
-            tally = UsageTally(prompt_tokens=len(prompt.token_ids))
+            tally = UsageTally(prompt_tokens=len(prompt.token_ids), sequences=ctx.n)
             run = self._generate(ctx.id, prompt, params)
             if request.stream:
                 streaming = True

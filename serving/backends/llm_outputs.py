@@ -61,6 +61,7 @@ class UsageTally:
     prompt_tokens: int
     completion_tokens: int = 0
     _cached: dict[int, int] = field(default_factory=dict)
+    sequences: int = 1  # generated side by side (prompts x choices), for per-token timing
     started: float = field(default_factory=time.perf_counter)
     first_token_s: float | None = None  # from the tally's start (the engine's) to a token
 
@@ -234,7 +235,7 @@ async def completion_events(
                 id=ctx.id, created=ctx.created, model=ctx.model, choices=[], usage=usage
             )
         )
-    yield usage_comment(usage, tally.first_token_s)
+    yield usage_comment(usage, tally.first_token_s, tally.sequences)
     yield DONE
 
 
@@ -273,7 +274,7 @@ async def chat_events(
     usage = tally.usage()
     if ctx.include_usage:
         yield chunk([], usage)
-    yield usage_comment(usage, tally.first_token_s)
+    yield usage_comment(usage, tally.first_token_s, tally.sequences)
     yield DONE
 
 

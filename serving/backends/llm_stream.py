@@ -31,11 +31,13 @@ def sse_data(payload: BaseModel) -> bytes:
     return b"data: " + payload.model_dump_json(exclude_none=True).encode() + b"\n\n"
 
 
-def usage_comment(usage: Usage, first_token_s: float | None = None) -> bytes:
+def usage_comment(usage: Usage, first_token_s: float | None = None, sequences: int = 1) -> bytes:
     """The ``: paved-usage`` comment the gateway meters from (see ``base.py``).
 
     ``first_token_s``: seconds from the request reaching the engine to its first token,
     as the replica saw it (the gateway's own time to first token contains it).
+    ``sequences``: how many were generated side by side (prompts x ``n``), so the
+    gateway's inter-token latency is per sequence, not the completion tokens of all.
     """
     body: dict[str, int | float] = {
         "prompt_tokens": usage.prompt_tokens,
@@ -44,6 +46,8 @@ def usage_comment(usage: Usage, first_token_s: float | None = None) -> bytes:
     }
     if first_token_s is not None:
         body["first_token_s"] = round(first_token_s, 6)
+    if sequences > 1:
+        body["sequences"] = sequences
     return USAGE_COMMENT_PREFIX + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 

@@ -263,9 +263,9 @@ async def _relay_events(
         outcome.usage = usage_filter.usage
         outcome.usage_known = True
         outcome.replica_ttft_s = usage_filter.first_token_s
-    n = outcome.usage.completion_tokens
-    if n > 1 and first and last > first:
-        outcome.itl_s = (last - first) / (n - 1)
+    per_sequence = outcome.usage.completion_tokens / usage_filter.sequences
+    if per_sequence > 1 and first and last > first:
+        outcome.itl_s = (last - first) / (per_sequence - 1)
 
 
 def sse_error(exc: PavedError) -> bytes:
@@ -303,6 +303,7 @@ class UsageFilter:
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.first_token_s: float | None = None  # the replica's, when its comment says
+        self.sequences = 1  # generated side by side, when its comment says
         self.done = False  # ``data: [DONE]`` has been relayed
         self._held = b""
 
@@ -337,4 +338,7 @@ class UsageFilter:
             first = report.get("first_token_s")
             if isinstance(first, int | float) and first >= 0:
                 self.first_token_s = float(first)
+            sequences = report.get("sequences")
+            if isinstance(sequences, int) and 1 <= sequences <= 1 << 20:
+                self.sequences = sequences
         return True

@@ -149,7 +149,8 @@ async def _stream(
     before each content chunk), ``stall_after`` (after that many content chunks, wait
     for the client to leave, recorded in :data:`REPLICA_EVENTS` under ``tag``),
     ``die_after`` (after that many, break the connection off), ``fail_after`` (after that
-    many, end as a replica whose engine failed does: an error event, usage, ``[DONE]``).
+    many, end as a replica whose engine failed does: an error event, usage, ``[DONE]``),
+    ``sequences`` (report that many generated side by side, each chunk a token of each).
     A stream whose client left records its usage under ``x-paved-upstream-id``, for
     ``GET /paved/usage/{id}``.
     """
@@ -185,7 +186,11 @@ async def _stream(
             {"index": 0, "delta": {"content": f"t{i}"}} if chat else {"index": 0, "text": f"t{i}"}
         )
         await event({"choices": [choice], "seen": seen})
-    usage = b': paved-usage {"prompt_tokens": 4, "completion_tokens": %d}\n\n' % n
+    seqs = int(doc.get("sequences", 1))  # as if generated side by side, a token each
+    report = {"prompt_tokens": 4, "completion_tokens": n * seqs} | (
+        {"sequences": seqs} if seqs > 1 else {}
+    )
+    usage = b": paved-usage " + json.dumps(report).encode() + b"\n\n"
     await send({"type": "http.response.body", "body": usage, "more_body": True})
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 

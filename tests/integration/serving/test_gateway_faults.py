@@ -254,3 +254,18 @@ def test_time_to_first_token_is_the_first_content_not_the_role_chunk(
     assert out.itl_s >= gap / 2
     assert out.usage.completion_tokens == 4
     assert out.usage_known
+
+
+def test_inter_token_latency_is_per_sequence_when_several_are_generated(
+    gateway: Stack, replicas: list[str], key: tuple[KeyStore, str]
+) -> None:
+    gap = 0.3  # between the chunks; each carries a token of each of the 4 sequences
+    with gateway(replicas[:1]) as (url, gw):
+        kw = _post(key, stream=True, chunks=4, gap=gap, sequences=4, n=4)
+        with httpx.stream("POST", url + "/v1/completions", **kw) as r:
+            r.read()
+    out = gw.outcomes[-1]
+    assert out.usage.completion_tokens == 16
+    assert out.itl_s is not None
+    # per sequence: ~gap; over all 16 tokens it would be 3 gaps / 15, a fifth of one
+    assert out.itl_s >= gap / 1.5
