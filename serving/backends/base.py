@@ -18,7 +18,9 @@ Streaming responses (SSE) end with a comment line the gateway consumes and strip
 
     : paved-usage {"prompt_tokens": 12, "completion_tokens": 64, "cached_tokens": 0}
 
-so tokens are metered whether or not the client asked for ``include_usage``. Streams
+so tokens are metered whether or not the client asked for ``include_usage``. LLM replicas
+add ``first_token_s`` (their own time to first token) and, when several sequences were
+generated side by side (prompts x ``n``), ``sequences``. Streams
 are sent with ``x-paved-upstream-id`` (a fresh hex id per request); if the client leaves
 mid-stream, the gateway closes the connection (the replica aborts the generation) and
 asks ``GET /paved/usage/{id}`` for what was generated up to the abort.
