@@ -200,6 +200,7 @@ class RayServeTarget:
                         dashboard_host="127.0.0.1",
                         log_to_driver=False,
                         _node_ip_address="127.0.0.1",
+                        runtime_env={"worker_process_setup_hook": LOOPBACK_HOOK},
                     )
                 finally:
                     signal.signal(signal.SIGINT, previous)
@@ -322,6 +323,7 @@ class RayServeTarget:
 
 
 RAY_SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOOPBACK_HOOK = "serving.ray_loopback.worker_setup"  # Serve replicas' own gRPC servers
 
 
 def loopback_only() -> None:
