@@ -124,7 +124,7 @@ def _check_safetensors(f: BinaryIO, size: int, rel: str, update: Callable[[bytes
         raise _refuse(rel, f"declares a {n}-byte header that does not fit", "safetensors_format")
     raw = f.read(n)
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _refuse(
             rel, "has a safetensors header that is not JSON", "safetensors_format"

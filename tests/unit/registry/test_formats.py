@@ -33,6 +33,11 @@ def _safetensors(header: dict[str, object], data: bytes) -> bytes:
 
 
 TENSOR = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
+T = json.dumps(TENSOR)
+
+
+def _raw(header: str, data: bytes) -> bytes:
+    return struct.pack("<Q", len(header)) + header.encode() + data
 
 
 @pytest.mark.parametrize(
@@ -74,6 +79,7 @@ TENSOR = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
             "safetensors_format",
         ),
         ("extra.safetensors", struct.pack("<Q", 2) + b"[]", "safetensors_format"),
+        ("extra.safetensors", _raw(f'{{"t": {T}, "t": {T}}}', b"\0" * 8), "safetensors_format"),
         ("bad\x1b[2Jname.json", b"{}", "file_name"),
     ],
 )
