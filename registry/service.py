@@ -27,6 +27,7 @@ from paved.text import validate_free_text
 from registry import schemas as s
 from registry.digests import DigestManifest
 from registry.fetch import fetch_verified
+from registry.formats import check_name
 from registry.history import AliasHistory, SqlAliasHistory
 from registry.runs import log_package
 from registry.store import MlflowStore, ModelStore, StoredVersion
@@ -369,6 +370,10 @@ class Registry:
                 f"run {run_id}'s digest manifest does not match the digest recorded on the run",
                 rule="artifact_digest",
             )
+        # The run may predate today's allow-list or have been written around Pavedpath:
+        # its files' names are checked now, their content again when they are fetched.
+        for rel in manifest.files:
+            check_name(rel)
         tags = {k: v for k, v in run.tags.items() if k.startswith(s.TAG_PREFIX)}
         tags[_CARD_TAG] = run.tags.get(_CARD_TAG, "")
         return s.LoggedRun(
