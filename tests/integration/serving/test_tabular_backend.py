@@ -187,9 +187,8 @@ def test_past_max_concurrency_requests_get_503_at_once(http: httpx.Client, serve
             assert time.monotonic() < deadline, "the slow uploads were never admitted"
             time.sleep(0.01)
 
-        started = time.monotonic()
+        # Refused, not queued: the holders finish only after this answer arrives.
         r = http.post(f"/v2/models/{ENDPOINT}/infer", content=payload)
-        assert time.monotonic() - started < 2.0
         assert r.status_code == 503
         assert r.headers["retry-after"] == "1"
         assert r.json()["error"].endswith("(rule: max_concurrency)")
