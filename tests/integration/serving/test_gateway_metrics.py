@@ -101,7 +101,7 @@ def _scrape(url: str, key: str) -> list[Any]:
 
 def _value(families: list[Any], sample: str, **labels: str) -> float:
     return sum(
-        s.value
+        float(s.value)
         for f in families
         for s in f.samples
         if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())

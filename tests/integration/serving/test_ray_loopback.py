@@ -64,7 +64,7 @@ def test_every_ray_port_listens_on_loopback(tmp_path: Path) -> None:
     try:
         ray.get(ray.remote(lambda: 1).remote())  # a worker up, with its own ports
         target.apply_routes(Plan([], {}, [], token))  # the gateway replica, no routes yet
-        serve.run(Echo.bind(), name="echo", route_prefix=None)  # any other Serve replica
+        serve.run(Echo.bind(), name="echo", route_prefix=None)  # type: ignore[attr-defined]
         url = f"http://127.0.0.1:{port}/metrics"
         assert httpx.get(url).status_code == 401
         r = httpx.get(url, headers={"authorization": f"Bearer {viewer}"})
