@@ -88,7 +88,10 @@ def unary_pair(
                 headers=headers,
                 cpu={"proxy": cpu_pid} if cpu_pid else None,
             )
-            keys = ("p50_ms", "p99_ms", "rps", "errors", "cpu_us_per_request_proxy")
+            keys = (
+                *("p50_ms", "p99_ms", "rps", "errors", "warmup_errors", "failed"),
+                "cpu_us_per_request_proxy",
+            )
             row.update({f"{k}_c{conc}": r.get(k) for k in keys})
         return row
 
@@ -146,7 +149,10 @@ def litellm_proxy(
 
     The config names the replica as an OpenAI-compatible upstream and passes its internal
     token as an extra header, so the replica answers LiteLLM exactly as it answers the
-    gateway. The proxy authenticates clients with a master key, as the gateway does."""
+    gateway. The proxy authenticates clients with a master key, as the gateway does.
+    LiteLLM's retries (2 by default, with back-off) and cooldowns are off and a request
+    is bounded at 10 s, so a failing upstream shows as errors, not as a stalled run: the
+    gateway does not retry a POST either."""
     config = tmp / "litellm.yaml"
     model = {
         "model_name": ENDPOINT,
@@ -155,9 +161,16 @@ def litellm_proxy(
             "api_base": f"http://{replica}/v1",
             "api_key": "sk-upstream-unused",
             "extra_headers": {INTERNAL_HEADER.decode(): token},
+            "max_retries": 0,
+            "timeout": 10,
         },
     }
-    config.write_text(json.dumps({"model_list": [model]}))  # YAML is a superset of JSON
+    doc = {
+        "model_list": [model],
+        "litellm_settings": {"num_retries": 0, "request_timeout": 10},
+        "router_settings": {"num_retries": 0, "timeout": 10, "disable_cooldowns": True},
+    }
+    config.write_text(json.dumps(doc))  # YAML is a superset of JSON
     master_key = "sk-" + secrets.token_hex(32)
     port = free_port()
     cmd = [exe, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
@@ -256,7 +269,13 @@ def added(rows: list[Row], name: str, field: str) -> float:
 def summary_row(rows: list[Row], name: str, direct_rps: float) -> list[str]:
     p50_added = added(rows, name, "p50_ms_c1")
     rps = harness.median(rows, name, "rps_c16")
-    errors = sum(r["errors_c1"] + r["errors_c16"] for r in rows if r["name"] == name)
+    errors = sum(
+        r[f"{kind}_c{conc}"] or 0
+        for r in rows
+        if r["name"] == name
+        for kind in ("errors", "warmup_errors")
+        for conc in (1, 16)
+    )
     meets = p50_added <= GOAL_ADDED_P50_MS and rps >= GOAL_RPS_16
     peer = name in (DIRECT, LITELLM) or name.startswith("Ray Serve")
     return [

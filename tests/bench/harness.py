@@ -132,14 +132,20 @@ def loadgen(
     body: str,
     headers: dict[str, str] | None = None,
     warmup: int = 20,
+    timeout: float | None = None,
     cpu: dict[str, int] | None = None,
 ) -> Row:
     """One load run in its own process (tests/bench/loadgen.py); its JSON result.
 
-    ``cpu`` names processes (label -> PID; each with its descendants) whose CPU time
-    per request (unary, warm-up requests included) or per output token (stream) is
+    ``timeout`` bounds each request (each stream), the load generator's default when
+    None. ``cpu`` names processes (label -> PID; each with its descendants) whose CPU
+    time per request (unary, warm-up requests included) or per output token (stream) is
     added to the result as ``cpu_us_per_<unit>_<label>``.
+
+    A load generator that fails or outlives its own bounds does not stop the benchmark:
+    the row has no samples, ``errors`` set to ``conc`` and the reason in ``failed``.
     """
+    per_request = timeout if timeout is not None else (10.0 if mode == "unary" else secs + 30)
     cmd = [
         sys.executable,
         "-m",
@@ -154,6 +160,8 @@ def loadgen(
         str(secs),
         "--warmup",
         str(warmup),
+        "--timeout",
+        str(per_request),
         "--body",
         body,
     ]
@@ -161,17 +169,22 @@ def loadgen(
         cmd += ["--header", f"{k}: {v}"]
     cpu = cpu or {}
     cpu_before = {label: cpu_seconds(pid) for label, pid in cpu.items()}
-    out = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        env=env_with_root(),
-        cwd=ROOT,
-        timeout=secs + 120,
-        check=False,
-    )
+    # The load generator bounds itself to about 2 * (secs + per_request); this is a backstop.
+    bound = 2 * (secs + per_request) + 60
+    try:
+        out = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            env=env_with_root(),
+            cwd=ROOT,
+            timeout=bound,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return _failed(mode, conc, f"load generator still running after {bound:.0f}s")
     if out.returncode != 0:
-        raise RuntimeError(f"loadgen failed on {urls}: {out.stderr[-2000:]}")
+        return _failed(mode, conc, f"load generator exited {out.returncode}: {out.stderr[-2000:]}")
     row: Row = json.loads(out.stdout.strip().splitlines()[-1])
     units, field = (
         (row["n"] + conc * warmup, "request") if mode == "unary" else (row["tokens"], "token")
@@ -180,6 +193,14 @@ def loadgen(
         spent = cpu_seconds(pid) - cpu_before[label]
         row[f"cpu_us_per_{field}_{label}"] = round(1e6 * spent / max(1, units), 1)
     return row
+
+
+def _failed(mode: str, conc: int, reason: str) -> Row:
+    print(f"loadgen {mode} c={conc}: {reason}", file=sys.stderr, flush=True)
+    row: Row = {"mode": mode, "conc": conc, "n": 0, "errors": conc, "failed": reason}
+    if mode == "unary":
+        return row | {"warmup_errors": 0, "rps": 0.0, "p50_ms": None, "p99_ms": None}
+    return row | {"tokens": 0, "min_tokens": 0, "tok_per_s": 0.0, "ttft_p50_ms": None}
 
 
 def interleave(paths: dict[str, Measure], rounds: int, seed: int = 0) -> list[Row]:
@@ -209,12 +230,16 @@ def median(rows: list[Row], name: str, field: str, **match: Any) -> float:
 
 def paired(rows: list[Row], name: str, baseline: str, field: str, *, ratio: bool = False) -> float:
     """Median over rounds of ``name``'s field minus (or divided by) the baseline's, each
-    compared with the baseline's run in the same round."""
-    base = {r["round"]: r[field] for r in rows if r["name"] == baseline}
+    compared with the baseline's run in the same round; rounds where either has no value
+    (a failed run) are left out."""
+    base = {r["round"]: r.get(field) for r in rows if r["name"] == baseline}
     vals = [
-        r[field] / base[r["round"]] if ratio else r[field] - base[r["round"]]
+        r[field] / b if ratio else r[field] - b
         for r in rows
-        if r["name"] == name and r["round"] in base
+        if r["name"] == name
+        and r.get(field) is not None
+        and (b := base.get(r["round"])) is not None
+        and not (ratio and b == 0)
     ]
     return statistics.median(vals) if vals else float("nan")
 

@@ -3,7 +3,8 @@
 Client overhead must stay far below what is measured (a gateway adds well under a
 millisecond), so each connection is a bare protocol object parsing responses with
 httptools, not an HTTP client library. Every run is bounded by a request count and a
-wall-clock deadline, and only loopback addresses are accepted.
+wall-clock deadline, every request by a timeout (a server that hangs or fails costs
+errors, counted, never an unbounded run), and only loopback addresses are accepted.
 
     python -m tests.bench.loadgen unary URL [URL ...] --conc 16 --n 100000 --secs 4
     python -m tests.bench.loadgen stream URL --conc 16 --n 96 --secs 120 --body '{...}'
@@ -154,39 +155,78 @@ class Budget:
 
 
 async def run_unary(
-    targets: list[Target], conc: int, n: int, secs: float, warmup: int
+    targets: list[Target], conc: int, n: int, secs: float, warmup: int, timeout: float
 ) -> dict[str, Any]:
-    conns = [await connect(targets[i % len(targets)]) for i in range(conc)]
-    reqs = [targets[i % len(targets)].request for i in range(conc)]
-    for c, req in zip(conns, reqs, strict=True):
+    """``conc`` keep-alive connections, each sending its next request when the previous
+    is answered, until ``n`` requests or ``secs`` have gone by (after ``warmup``
+    requests per connection, themselves bounded by ``secs``).
+
+    A request unanswered after ``timeout`` seconds, a refused or broken connection and
+    a status other than 200 count as errors (the connection is opened again); only
+    answered 200s give latencies and requests/s. So a run lasts at most about
+    ``2 * (secs + timeout)`` whatever the server does."""
+    errors = warmup_errors = 0
+    conns: list[Connection | None] = [None] * conc
+
+    async def connected(i: int) -> Connection:
+        conn = conns[i]
+        if conn is None or conn.closed:
+            conn = await asyncio.wait_for(connect(targets[i % len(targets)]), timeout)
+            conns[i] = conn
+        return conn
+
+    def drop(i: int) -> None:
+        conn, conns[i] = conns[i], None
+        if conn is not None:
+            conn.close()
+
+    async def once(i: int) -> Response | None:
+        """One request on connection ``i``; None (and the connection dropped) on failure."""
+        try:
+            conn = await connected(i)
+            return await asyncio.wait_for(conn.send(targets[i % len(targets)].request), timeout)
+        except (OSError, TimeoutError, httptools.HttpParserError):
+            drop(i)
+            return None
+
+    async def warm(i: int, deadline: float) -> None:
+        nonlocal warmup_errors
+        try:
+            await connected(i)  # so the first measured request does not pay for connecting
+        except (OSError, TimeoutError):
+            warmup_errors += 1
         for _ in range(warmup):
-            await c.send(req)
+            if time.perf_counter() >= deadline:
+                return
+            r = await once(i)
+            warmup_errors += r is None or r.status != 200
+
+    warm_deadline = time.perf_counter() + secs
+    await asyncio.gather(*(warm(i, warm_deadline) for i in range(conc)))
     lat: list[float] = []
-    errors = 0
     budget = Budget(n, time.perf_counter() + secs)
 
-    async def worker(c: Connection, req: bytes) -> None:
+    async def worker(i: int) -> None:
         nonlocal errors
         while budget.take():
             t0 = time.perf_counter()
-            try:
-                r = await asyncio.wait_for(c.send(req), 10)
-            except (OSError, TimeoutError, httptools.HttpParserError):
+            r = await once(i)
+            if r is None or r.status != 200:
                 errors += 1
-                return
+                continue
             lat.append(time.perf_counter() - t0)
-            errors += r.status != 200
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker(c, r) for c, r in zip(conns, reqs, strict=True)))
+    await asyncio.gather(*(worker(i) for i in range(conc)))
     elapsed = time.perf_counter() - t0
-    for c in conns:
-        c.close()
+    for i in range(conc):
+        drop(i)
     return {
         "mode": "unary",
         "conc": conc,
         "n": len(lat),
         "errors": errors,
+        "warmup_errors": warmup_errors,
         "secs": round(elapsed, 3),
         "rps": round(len(lat) / elapsed, 1),
         "p50_ms": ms(pct(lat, 0.5)),
@@ -203,7 +243,9 @@ def completion_tokens(body: bytes) -> int:
     return len(_TEXT_EVENT.findall(body))
 
 
-async def run_stream(targets: list[Target], conc: int, n: int, secs: float) -> dict[str, Any]:
+async def run_stream(
+    targets: list[Target], conc: int, n: int, secs: float, timeout: float
+) -> dict[str, Any]:
     ttft: list[float] = []
     e2e: list[float] = []
     tokens: list[int] = []
@@ -216,11 +258,13 @@ async def run_stream(targets: list[Target], conc: int, n: int, secs: float) -> d
         while budget.take():
             try:
                 if conn is None or conn.closed:
-                    conn = await connect(t)
+                    conn = await asyncio.wait_for(connect(t), timeout)
                 t0 = time.perf_counter()
-                r = await asyncio.wait_for(conn.send(t.request, watch_text=True), secs + 30)
+                r = await asyncio.wait_for(conn.send(t.request, watch_text=True), timeout)
             except (OSError, TimeoutError, httptools.HttpParserError):
                 errors += 1
+                if conn is not None:
+                    conn.close()
                 conn = None
                 continue
             if r.status != 200 or r.first_text_at is None:
@@ -258,15 +302,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=2000, help="requests (streams) at most")
     ap.add_argument("--secs", type=float, default=4.0, help="wall-clock bound")
     ap.add_argument("--warmup", type=int, default=20, help="unary: requests per connection")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds one request (one whole stream) may take before it counts as an "
+        "error; default 10 (unary), secs + 30 (stream)",
+    )
     ap.add_argument("--body", required=True)
     ap.add_argument("--header", action="append", default=[], help="'Name: value'")
     a = ap.parse_args(argv)
     headers = dict(h.split(": ", 1) for h in a.header)
     targets = [Target.build(u, a.body.encode(), headers) for u in a.urls]
     work = (
-        run_unary(targets, a.conc, a.n, a.secs, a.warmup)
+        run_unary(targets, a.conc, a.n, a.secs, a.warmup, a.timeout or 10.0)
         if a.mode == "unary"
-        else run_stream(targets, a.conc, a.n, a.secs)
+        else run_stream(targets, a.conc, a.n, a.secs, a.timeout or a.secs + 30)
     )
     print(json.dumps(uvloop.run(work)), flush=True)
 
