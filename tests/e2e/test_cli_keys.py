@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = [pytest.mark.e2e]
 
-PAVED = [sys.executable, "-m", "paved.cli.main"]
+PAVED = [sys.executable, "-m", "cli.main"]
 
 
 def paved(

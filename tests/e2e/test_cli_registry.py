@@ -20,7 +20,7 @@ from tests.conftest import write_model_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-PAVED = [sys.executable, "-m", "paved.cli.main"]
+PAVED = [sys.executable, "-m", "cli.main"]
 
 
 def paved(home: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,7 @@ from tests.utils.servers import free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-PAVED = [sys.executable, "-m", "paved.cli.main"]
+PAVED = [sys.executable, "-m", "cli.main"]
 
 
 def _env(home: Path) -> dict[str, str]:

@@ -280,7 +280,7 @@ def _paved(world: World, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAVED_")}
     env["PAVED_HOME"] = str(world.home)
     return subprocess.run(
-        [sys.executable, "-m", "paved.cli.main", *args],
+        [sys.executable, "-m", "cli.main", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -306,7 +306,7 @@ def test_cli_exit_status_says_whether_the_gate_passed(world: World) -> None:
 
 
 def test_cli_help_documents_the_exit_status() -> None:
-    from paved.cli.main import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, ["eval", "--help"], terminal_width=200)
     assert result.exit_code == 0

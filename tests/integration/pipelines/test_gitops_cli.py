@@ -20,7 +20,7 @@ from tests.unit.pipelines.gitops_fakes import git
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PAVED = [sys.executable, "-m", "paved.cli.main"]
+PAVED = [sys.executable, "-m", "cli.main"]
 
 
 class Cli:

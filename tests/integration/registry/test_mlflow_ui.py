@@ -29,7 +29,7 @@ from tests.utils.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PAVED = [sys.executable, "-m", "paved.cli.main"]
+PAVED = [sys.executable, "-m", "cli.main"]
 
 
 class Ui:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from paved.cli import output as out
-from paved.cli.context import CliContext
+from cli import output as out
+from cli.context import CliContext
 
 if TYPE_CHECKING:
     from paved.schemas import Actor

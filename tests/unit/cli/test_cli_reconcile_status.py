@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from paved.cli.main import app
+from cli.main import app
 from pipelines.reconciler import AppliedState, PassRecord, StateStore
 
 pytestmark = pytest.mark.unit

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from paved.cli import output as out
-from paved.cli.context import CliContext
+from cli import output as out
+from cli.context import CliContext
 
 
 def build_reconciler(c: CliContext, env: str, target: object) -> object:

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from paved.cli import demo, gitops, keys, models, reconcile, serve
-from paved.cli import eval as eval_cmd
-from paved.cli import output as out
-from paved.cli.context import CliContext
+from cli import demo, gitops, keys, models, reconcile, serve
+from cli import eval as eval_cmd
+from cli import output as out
+from cli.context import CliContext
 from paved.errors import PavedError
 
 app = typer.Typer(

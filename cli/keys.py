@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from paved.cli import output as out
-from paved.cli.context import CliContext
+from cli import output as out
+from cli.context import CliContext
 
 if TYPE_CHECKING:
     from serving.keys import ApiKey

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from paved.cli import output as out
+from cli import output as out
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from paved.cli import output as out
-from paved.cli.context import CliContext
+from cli import output as out
+from cli.context import CliContext
 
 app = typer.Typer(help="Train, register and look up models.", no_args_is_help=True)
 

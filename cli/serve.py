@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from paved.cli import output as out
-from paved.cli.context import CliContext
+from cli import output as out
+from cli.context import CliContext
 
 
 def serve(
@@ -71,7 +71,7 @@ def serve(
 
 def _serve_env(c: CliContext, env: str, host: str, port: int) -> None:
     """The gateway plus a reconciler loop that applies the GitOps repo's head for ENV."""
-    from paved.cli.reconcile import build_reconciler, print_pass
+    from cli.reconcile import build_reconciler, print_pass
     from serving import deploy
     from serving.internal_auth import new_token
 
