@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from paved.documents import parse_yaml_document
 from paved.errors import InvalidInput
 from paved.names import EndpointName, EnvName, ModelName, TeamName
 
@@ -175,22 +175,37 @@ class Endpoint(_Strict):
         return team is not None and (team == self.metadata.team or team in self.spec.access.teams)
 
 
+def parse_endpoint(
+    text: str, *, source: str, name: str | None = None, env: str | None = None
+) -> Endpoint:
+    """The one way from a manifest's text to a validated Endpoint.
+
+    YAML (rule ``manifest_yaml``), then the schema (``manifest_schema``, every error in
+    details), then, when the caller knows them, the name its file gives
+    (``manifest_name``) and the environment it was read for (``manifest_env``): a copied
+    file can never silently take over another endpoint. Every message names ``source``.
+    """
+    endpoint = parse_yaml_document(Endpoint, text, source=source, rule="manifest")
+    if name is not None and endpoint.name != name:
+        raise InvalidInput(
+            f"{source}: metadata.name {endpoint.name!r} does not match the file name {name!r}",
+            rule="manifest_name",
+        )
+    if env is not None and endpoint.metadata.env != env:
+        raise InvalidInput(
+            f"{source}: metadata.env {endpoint.metadata.env!r} does not match environment {env!r}",
+            rule="manifest_env",
+        )
+    return endpoint
+
+
 def load_endpoint(path: Path) -> Endpoint:
     """Read and validate one manifest file; every failure says which file and field."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{path}: cannot read manifest: {exc}", rule="manifest_yaml") from exc
-    try:
-        return Endpoint.model_validate(doc)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(document)"
-        raise InvalidInput(
-            f"{path}: {where}: {first['msg']}",
-            rule="manifest_schema",
-            details={"errors": [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]},
-        ) from exc
+    return parse_endpoint(text, source=str(path))
 
 
 def load_endpoints(directory: Path) -> list[Endpoint]:

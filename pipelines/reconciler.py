@@ -34,12 +34,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from paved.errors import Conflict, InvalidInput, PavedError
 from paved.manifest import Endpoint
 from paved.settings import Settings
+from pipelines.gitops.layout import ENV_DIR, endpoint_from_blob
 from pipelines.pins import VerifiedVersions
 from pipelines.promotion.champion import ChampionStatus, guard_champions
 from pipelines.promotion.policy import PromotionPolicy
@@ -429,7 +429,7 @@ class Reconciler:
         for filename, text in sorted(files.items()):
             name = Path(filename).stem
             try:
-                ep = self._validate(name, text, teams)
+                ep = self._validate(filename, text, teams)
             except PavedError as exc:
                 statuses.append(
                     EndpointStatus(
@@ -448,26 +448,8 @@ class Reconciler:
             statuses.append(EndpointStatus(endpoint=name, status="removed"))
         return desired, statuses
 
-    def _validate(self, name: str, text: str, teams: set[str]) -> Endpoint:
-        try:
-            doc = yaml.safe_load(text)
-            ep = Endpoint.model_validate(doc)
-        except yaml.YAMLError as exc:
-            raise InvalidInput(f"not valid YAML: {exc}", rule="manifest_yaml") from exc
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(document)"
-            raise InvalidInput(f"{where}: {first['msg']}", rule="manifest_schema") from exc
-        if ep.name != name:
-            raise InvalidInput(
-                f"metadata.name {ep.name!r} does not match the file name {name!r}",
-                rule="manifest_name",
-            )
-        if ep.metadata.env != self.env:
-            raise InvalidInput(
-                f"metadata.env {ep.metadata.env!r} does not match environment {self.env!r}",
-                rule="manifest_env",
-            )
+    def _validate(self, filename: str, text: str, teams: set[str]) -> Endpoint:
+        ep = endpoint_from_blob(f"{ENV_DIR}/{self.env}/{filename}", text)
         if ep.metadata.team not in teams:
             raise InvalidInput(
                 f"team {ep.metadata.team!r} has no teams/{ep.metadata.team}.yaml",

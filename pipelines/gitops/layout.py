@@ -19,9 +19,8 @@ from typing import Any, Generic, TypeVar
 
 import yaml
 
-from paved.documents import parse_yaml_document
 from paved.errors import InvalidInput
-from paved.manifest import Endpoint
+from paved.manifest import Endpoint, parse_endpoint
 from paved.names import validate_name
 from paved.team import Team, team_from_yaml
 from pipelines.gitops.schemas import schema_documents
@@ -96,20 +95,13 @@ def layout_files() -> dict[str, str]:
 
 
 def endpoint_from_blob(path: str, text: str) -> Endpoint:
-    """A manifest read from ``environments/<env>/<endpoint>.yaml``; metadata must match."""
+    """A manifest read from ``environments/<env>/<endpoint>.yaml``: the path gives the
+    environment and the name its metadata must carry (:func:`paved.manifest.parse_endpoint`)."""
     parts = path.split("/")
     if len(parts) != 3:
         where = f"{ENV_DIR}/<env>/<endpoint>.yaml"
         raise InvalidInput(f"{path}: manifests live at {where}", rule="manifest_path")
-    endpoint = parse_yaml_document(Endpoint, text, source=path, rule="manifest")
-    env, name = parts[1], parts[2].rsplit(".", 1)[0]
-    if (endpoint.metadata.env, endpoint.name) != (env, name):
-        raise InvalidInput(
-            f"{path}: metadata says {endpoint.metadata.env}/{endpoint.name}, "
-            f"the path says {env}/{name}",
-            rule="manifest_path",
-        )
-    return endpoint
+    return parse_endpoint(text, source=path, name=parts[2].rsplit(".", 1)[0], env=parts[1])
 
 
 def team_from_blob(path: str, text: str) -> Team:

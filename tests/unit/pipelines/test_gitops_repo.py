@@ -101,7 +101,7 @@ def test_endpoints_are_read_at_a_commit_with_errors_per_file(tmp_path: Path) -> 
 
     loaded = {item.path: item for item in repo.endpoints()}
     assert loaded["environments/staging/risk.yaml"].value is not None
-    assert loaded["environments/staging/chat.yaml"].error.rule == "manifest_path"  # type: ignore[union-attr]
+    assert loaded["environments/staging/chat.yaml"].error.rule == "manifest_name"  # type: ignore[union-attr]
     assert loaded["environments/staging/bad.yaml"].error.rule == "manifest_schema"  # type: ignore[union-attr]
     assert loaded["environments/prod/x/deep.yaml"].error.rule == "manifest_path"  # type: ignore[union-attr]
     assert [e.path for e in repo.endpoints(first)] == ["environments/staging/risk.yaml"]
