@@ -254,19 +254,24 @@ def test_sigterm_drains_in_flight_requests_and_exits(stack) -> None:
 
     async def streams_during_shutdown() -> list[int]:
         async with httpx.AsyncClient(timeout=300) as client:
+            started = [asyncio.Event() for _ in range(4)]
 
-            async def one() -> int:
+            async def one(first_bytes: asyncio.Event) -> int:
                 async with client.stream(
                     "POST",
                     base + "/v1/completions",
                     json=body,
                     headers={"authorization": f"Bearer {key}"},
                 ) as r:
-                    data = await r.aread()
+                    data = b""
+                    async for chunk in r.aiter_bytes():
+                        data += chunk
+                        first_bytes.set()
                     return r.status_code if data.endswith(b"data: [DONE]\n\n") else -1
 
-            tasks = [asyncio.create_task(one()) for _ in range(4)]
-            await asyncio.sleep(0.5)  # the streams are in flight
+            tasks = [asyncio.create_task(one(e)) for e in started]
+            # SIGTERM once every stream is provably in flight (its first bytes arrived).
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 120)
             proc.send_signal(signal.SIGTERM)
             return await asyncio.gather(*tasks)
 
