@@ -22,6 +22,7 @@ from paved.errors import InvalidInput, NotFound, Unavailable
 from paved.manifest import Endpoint
 from paved.settings import Settings
 from registry.service import Registry
+from serving import ray_compat
 from serving.gateway.directory import MODEL_DEPLOYMENT, deployment_app_name
 from serving.gateway.routing import Protocol
 from serving.replica import ReplicaSpec
@@ -189,18 +190,17 @@ class RayServeTarget:
                     address=self.settings.ray_address, namespace="pavedpath", log_to_driver=False
                 )
             else:
-                loopback_only()
+                ray_compat.loopback_only()
                 # Ray's processes inherit an ignored SIGINT, so Ctrl-C in a terminal (sent
                 # to the whole process group) reaches only `paved serve`, which then drains.
                 previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
                 try:
-                    ray.init(
+                    ray_compat.init_local(
                         namespace="pavedpath",
                         include_dashboard=False,
                         dashboard_host="127.0.0.1",
                         log_to_driver=False,
-                        _node_ip_address="127.0.0.1",
-                        runtime_env={"worker_process_setup_hook": LOOPBACK_HOOK},
+                        runtime_env={"worker_process_setup_hook": ray_compat.LOOPBACK_HOOK},
                     )
                 finally:
                     signal.signal(signal.SIGINT, previous)
@@ -231,8 +231,6 @@ class RayServeTarget:
         served nothing before is deleted (its replicas and resources freed); one that
         served keeps its old replicas for the caller to put its old spec back.
         """
-        from ray import serve
-
         deadline = time.monotonic() + (
             self.settings.replica_start_timeout_s if timeout_s is None else timeout_s
         )
@@ -246,8 +244,8 @@ class RayServeTarget:
         def deploy(name: str, count: int) -> None:
             spec, dep, version, _ = wanted[name]
             log.info("deploying %s (version %s, %d replicas)", name, version, count)
-            app = pinned(dep.options(num_replicas=count), version).bind(spec)
-            serve._run(app, name=name, route_prefix=None, _blocking=False)
+            app = ray_compat.pin_version(dep.options(num_replicas=count), version).bind(spec)
+            ray_compat.run_app(app, name, wait=False)
 
         served = {n for n in wanted if running.get(n) in ("RUNNING", "DEPLOYING")}
         surging: list[str] = []
@@ -272,7 +270,7 @@ class RayServeTarget:
             for name in sorted(failed):
                 if name not in served:  # its replicas stop in the background
                     log.warning("deleting %s, which did not start: %s", name, failed[name])
-                    serve.delete(name, _blocking=False)
+                    ray_compat.delete_app(name, wait=False)
             raise ReplicasFailed({wanted[n][0].endpoint: why for n, why in sorted(failed.items())})
         return list(wanted)
 
@@ -282,8 +280,6 @@ class RayServeTarget:
         Starts the gateway the first time. Returns once every gateway replica took the
         routes, which it does only after the versions they name are reachable.
         """
-        from ray import serve
-
         from serving.gateway.deployment import GatewayIngress, RoutesConfig
 
         routes = RoutesConfig(endpoints=p.endpoints, protocols=p.protocols)
@@ -292,15 +288,13 @@ class RayServeTarget:
         )
         # Same spec, same version: Serve applies the new routes (user_config) to the
         # running gateway replicas in place instead of replacing them.
-        app = pinned(dep, spec_version(self.gateway_spec)).bind(self.gateway_spec)
-        serve._run(app, name=GATEWAY_APP, route_prefix=None, _blocking=True)
+        app = ray_compat.pin_version(dep, spec_version(self.gateway_spec)).bind(self.gateway_spec)
+        ray_compat.run_app(app, GATEWAY_APP, wait=True)
 
     def remove(self, names: list[str]) -> None:
         """Delete applications; their replicas drain in-flight requests before stopping."""
-        from ray import serve
-
         for name in names:
-            serve.delete(name, _blocking=True)
+            ray_compat.delete_app(name, wait=True)
 
     def model_apps(self) -> list[str]:
         """Model applications, leaving out those already being deleted."""
@@ -322,48 +316,12 @@ class RayServeTarget:
         ray.shutdown()
 
 
-RAY_SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-LOOPBACK_HOOK = "serving.ray_loopback.worker_setup"  # Serve replicas' own gRPC servers
-
-
-def loopback_only() -> None:
-    """Make the local Ray this process starts listen on loopback only.
-
-    Ray turns a node address of 127.0.0.1 into the machine's outward IP
-    (``services.resolve_ip_for_localhost``), so ``_node_ip_address`` alone has no effect
-    and its gRPC servers, agents and metrics exporters listen on all interfaces. The one
-    switch that keeps a node on loopback is the one Ray uses for single-node clusters on
-    macOS and Windows: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``. Ray's processes inherit
-    the variable; Ray reads it at import into ``ray_constants.ENABLE_RAY_CLUSTER``, set
-    here too in case Ray was imported already. tests/integration/serving/test_ray_loopback.py
-    fails if a Ray upgrade changes this.
-    """
-    import os
-
-    os.environ[RAY_SINGLE_NODE_ENV] = "0"
-    from ray._private import ray_constants
-
-    ray_constants.ENABLE_RAY_CLUSTER = False
-
-
 def spec_version(spec: BaseModel) -> str:
     """A deployment version derived from its init spec (Pavedpath's version included)."""
     from importlib.metadata import version
 
     payload = f"{version('pavedpath')}:{spec.model_dump_json()}"
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def pinned(deployment: Any, version: str) -> Any:
-    """Give a deployment a stable code version.
-
-    Ray 2.60 removed ``options(version=...)``, yet its imperative deploy path still
-    reads ``Deployment._version`` (a random one otherwise, which turns every update into
-    a full replacement). tests/integration/pipelines/test_reconcile_live.py fails if a
-    Ray upgrade changes this.
-    """
-    deployment._version = version
-    return deployment
 
 
 def serve_gateway_spec(gateway: object) -> GatewaySpec:
@@ -403,16 +361,7 @@ def wait_running(names: list[str], deadline: float) -> dict[str, str]:
 
 def deployed_model(app_name: str) -> tuple[str | None, int] | None:
     """The version and replica count Serve targets for an application's model, if any."""
-    from ray.serve.context import _get_global_client
-
-    client = _get_global_client()
-    if client is None:
-        return None
-    try:
-        info, _ = client.get_deployment_info(MODEL_DEPLOYMENT, app_name)
-    except KeyError:
-        return None
-    return info.version, int(info.deployment_config.num_replicas or 0)
+    return ray_compat.deployment_target(MODEL_DEPLOYMENT, app_name)
 
 
 def replica_deployment(ep: Endpoint, spec: ReplicaSpec) -> tuple[Any, str]:

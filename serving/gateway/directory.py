@@ -4,8 +4,8 @@ Model replicas run their own HTTP server and publish its address through Ray Ser
 ``record_replica_metadata`` hook. :class:`ServeDirectory` follows the Serve controller's
 long-poll of running replicas per deployment, exactly as Serve's own request routers do,
 so a replica appears only once Serve considers it ready and disappears as soon as Serve
-stops it. That relies on ``ray.serve._private`` (pinned to the Ray release in
-pyproject.toml); it is isolated here behind :class:`Directory`.
+stops it. That relies on ``ray.serve._private``, used only through
+:mod:`serving.ray_compat`; the rest of the gateway sees :class:`Directory`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from paved.errors import Unavailable
+from serving import ray_compat
 
 log = logging.getLogger(__name__)
 
@@ -72,27 +73,17 @@ class ServeDirectory:
         key = (endpoint, version)
         if key in self._clients:
             return
-        import ray
-        from ray.serve._private.common import DeploymentID
-        from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
-        from ray.serve._private.long_poll import LongPollClient, LongPollNamespace
 
-        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
-        dep = DeploymentID(name=MODEL_DEPLOYMENT, app_name=deployment_app_name(*key))
-
-        def update(info: Any) -> None:
-            addrs = [
-                r.replica_metadata["http"]
-                for r in info.running_replicas
-                if "http" in (r.replica_metadata or {})
-            ]
+        def update(metadata: list[dict[str, Any]]) -> None:
+            addrs = [m["http"] for m in metadata if "http" in m]
             self._addresses[key] = addrs
             log.info("replicas of %s v%s: %s", endpoint, version, addrs)
 
-        self._clients[key] = LongPollClient(
-            controller,
-            {(LongPollNamespace.DEPLOYMENT_TARGETS, dep): update},  # type: ignore[dict-item]
-            call_in_event_loop=self._loop,
+        self._clients[key] = ray_compat.watch_replicas(
+            MODEL_DEPLOYMENT,
+            deployment_app_name(*key),
+            update,
+            loop=self._loop,
             client_id=f"paved-gateway:{endpoint}:{version}",
         )
 

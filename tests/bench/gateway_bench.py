@@ -41,6 +41,7 @@ from typing import Any
 from paved.manifest import Endpoint
 from paved.schemas import Role
 from paved.settings import Settings
+from serving import ray_compat
 from serving.deploy import Plan, RayServeTarget
 from serving.gateway.deployment import RoutesConfig
 from serving.gateway.directory import deployment_app_name
@@ -103,11 +104,10 @@ def local_ray() -> Iterator[None]:
     import ray
     from ray import serve
 
-    ray.init(
+    ray_compat.init_local(
         namespace="pavedpath-bench",
         include_dashboard=False,
         log_to_driver=False,
-        _node_ip_address="127.0.0.1",
         runtime_env={"env_vars": {"PYTHONPATH": str(harness.ROOT)}},
     )
     try:
