@@ -10,7 +10,9 @@ gets when nobody wrote one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from evaluation.report import MetricName
 from paved.errors import InvalidInput
+from paved.kinds import kind_of
 
 
 class GateRule(BaseModel):
@@ -76,24 +79,32 @@ class GatePolicy(BaseModel):
     )
 
 
-def default_policy(task: str) -> GatePolicy:
-    """The gate a task gets when nobody wrote one."""
-    if task == "text-generation":
-        return GatePolicy(
+# gate policy name (the kind table's ``gate_policy``) -> the policy
+DEFAULT_POLICIES: Mapping[str, GatePolicy] = MappingProxyType(
+    {
+        "language-model": GatePolicy(
             rules=[
                 GateRule(metric="perplexity", higher_is_better=False, max_regression_ratio=0.05),
                 GateRule(metric="exact_match", higher_is_better=True, max_regression=0.02),
             ]
-        )
-    if task == "tabular-classification":
-        return GatePolicy(
+        ),
+        "classifier": GatePolicy(
             rules=[
                 GateRule(metric="auc", higher_is_better=True, max_regression=0.01),
                 GateRule(metric="ece", higher_is_better=False, max_regression=0.02),
             ],
             require_same_dataset=True,
-        )
-    raise InvalidInput(f"no default gate policy for task {task!r}", rule="gate_task")
+        ),
+    }
+)
+
+
+def default_policy(task: str) -> GatePolicy:
+    """The gate a task gets when nobody wrote one (its row in :mod:`paved.kinds`)."""
+    kind = kind_of(task)
+    if kind is None:
+        raise InvalidInput(f"no default gate policy for task {task!r}", rule="gate_task")
+    return DEFAULT_POLICIES[kind.gate_policy].model_copy(deep=True)  # the table stays as is
 
 
 def policy_json_schema() -> dict[str, Any]:

@@ -8,6 +8,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from paved.kinds import TASKS as TASKS  # re-exported: what registration accepts
+from paved.kinds import Task as Task
 from registry.digests import DigestManifest
 from registry.profile import DataProfile
 
@@ -24,11 +26,10 @@ TAG_DIGEST = "paved.digest"
 TAG_DIGESTS = "paved.digests"
 TAG_REGISTERED_BY = "paved.registered_by"
 
-# The tasks and frameworks Pavedpath can evaluate and serve; anything else is refused
-# at registration rather than written into a model card nobody can serve.
-Task = Literal["text-generation", "tabular-classification"]
+# The frameworks Pavedpath can evaluate and serve; anything else is refused at
+# registration rather than written into a model card nobody can serve. The tasks, and
+# what each means for serving and evaluation, are the table in paved/kinds.py.
 Framework = Literal["transformers", "torch"]
-TASKS: tuple[str, ...] = get_args(Task)
 FRAMEWORKS: tuple[str, ...] = get_args(Framework)
 
 # Artifact layout of a registered run: the model files alone under model/, Pavedpath's

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from paved.errors import InvalidInput, NotFound, Unavailable
+from paved.kinds import VLLM_ENV, kind_of
 from paved.manifest import Endpoint
 from paved.settings import Settings
 from registry.service import Registry
@@ -33,18 +34,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GATEWAY_APP = "paved-gateway"
-_PROTOCOLS: dict[str, Protocol] = {"text-generation": "openai", "tabular-classification": "v2"}
 
-# vLLM's CPU engine inside a replica: leave thread placement to the OS (other
-# processes share the cores), never contact a hub, never phone home.
-LLM_ENV = {
-    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-    "VLLM_NO_USAGE_STATS": "1",
-    "VLLM_DO_NOT_TRACK": "1",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
+# The environment of a text-generation replica (vLLM's CPU engine), from the kind table;
+# named here for the benchmarks that start replicas themselves.
+LLM_ENV: dict[str, str] = dict(VLLM_ENV)
 
 
 class ReplicasFailed(Unavailable):
@@ -114,13 +107,13 @@ def plan(
                     ),
                 )
             )
-        task = tasks.pop()
-        if tasks or task not in _PROTOCOLS:
+        kind = kind_of(tasks.pop())
+        if tasks or kind is None:
             raise InvalidInput(
                 f"endpoint {ep.name!r}: versions serve different or unknown tasks",
                 rule="task",
             )
-        protocols[ep.name] = _PROTOCOLS[task]
+        protocols[ep.name] = kind.protocol
     return Plan(endpoints, protocols, replicas, internal_token)
 
 
@@ -373,7 +366,8 @@ def replica_deployment(ep: Endpoint, spec: ReplicaSpec) -> tuple[Any, str]:
     """
     from serving.replica import ModelReplica
 
-    env = LLM_ENV if spec.task == "text-generation" else {}
+    kind = kind_of(spec.task)
+    env = dict(kind.replica_env) if kind else {}
     actor_options = {
         "num_cpus": 0,
         "num_gpus": ep.spec.resources.gpu,

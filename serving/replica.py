@@ -10,12 +10,16 @@ docs/benchmarks.md): the replica publishes its HTTP address through Serve's
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from paved.errors import InvalidInput
+from paved.kinds import kind_of
 from paved.manifest import Limits
 from paved.settings import Settings
 from serving.backends.base import Backend, BackendConfig
@@ -63,7 +67,30 @@ def load_model_dir(spec: ReplicaSpec, registry: Registry) -> Path:
     return registry.fetch(f"{spec.model_name}/{spec.version}", digest=spec.digest)
 
 
+BackendFactory = Callable[["ReplicaSpec", BackendConfig], Backend]
+
+
+def _llm(spec: ReplicaSpec, config: BackendConfig) -> Backend:
+    from serving.backends.llm import LLMBackend
+
+    return LLMBackend(config, engine_options=spec.engine_options or None, limits=spec.limits)
+
+
+def _tabular(spec: ReplicaSpec, config: BackendConfig) -> Backend:
+    from serving.backends.tabular import TabularBackend
+
+    return TabularBackend(config)
+
+
+# backend name (the kind table's ``backend``) -> how to build it; the engines are
+# imported on first use, so importing this module stays cheap.
+BACKENDS: Mapping[str, BackendFactory] = MappingProxyType({"llm": _llm, "tabular": _tabular})
+
+
 def build_backend(spec: ReplicaSpec, model_dir: Path) -> Backend:
+    kind = kind_of(spec.task)
+    if kind is None:
+        raise InvalidInput(f"no backend serves task {spec.task!r}", rule="task")
     config = BackendConfig(
         endpoint=spec.endpoint,
         model_name=spec.model_name,
@@ -73,20 +100,7 @@ def build_backend(spec: ReplicaSpec, model_dir: Path) -> Backend:
         max_batch_rows=spec.max_batch_rows,
         max_concurrency=spec.max_concurrency,
     )
-    if spec.task == "text-generation":
-        from serving.backends.llm import LLMBackend
-
-        backend: Backend = LLMBackend(
-            config, engine_options=spec.engine_options or None, limits=spec.limits
-        )
-        return backend
-    if spec.task == "tabular-classification":
-        from serving.backends.tabular import TabularBackend
-
-        return TabularBackend(config)
-    from paved.errors import InvalidInput
-
-    raise InvalidInput(f"no backend serves task {spec.task!r}", rule="task")
+    return BACKENDS[kind.backend](spec, config)
 
 
 @serve.deployment(name="model", ray_actor_options={"num_cpus": 0}, health_check_period_s=5)

@@ -9,12 +9,14 @@ imported on first use, so importing this package stays cheap.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from evaluation.report import EvalReport
 from paved.errors import InvalidInput
+from paved.kinds import KINDS, kind_of
 from paved.names import ModelRef
 from registry.schemas import ModelVersionDetail
 
@@ -23,23 +25,26 @@ if TYPE_CHECKING:
 
 Suite = Callable[[Path, ModelVersionDetail], EvalReport]
 
-# task -> module whose ``evaluate(model_dir, detail)`` implements the suite
-SUITE_MODULES: dict[str, str] = {
-    "text-generation": "evaluation.suites.text_generation",
-    "tabular-classification": "evaluation.suites.tabular",
-}
+# suite name (the kind table's ``suite``) -> module whose ``evaluate(model_dir, detail)``
+# implements it
+SUITE_MODULES: Mapping[str, str] = MappingProxyType(
+    {
+        "text_generation": "evaluation.suites.text_generation",
+        "tabular": "evaluation.suites.tabular",
+    }
+)
 
 
 def suite_for(task: str) -> Suite:
-    """The suite that evaluates versions of ``task``."""
-    module = SUITE_MODULES.get(task)
-    if module is None:
+    """The suite that evaluates versions of ``task`` (its row in :mod:`paved.kinds`)."""
+    kind = kind_of(task)
+    if kind is None:
         raise InvalidInput(
             f"no offline evaluation suite for task {task!r}; suites exist for "
-            f"{', '.join(sorted(SUITE_MODULES))}",
+            f"{', '.join(sorted(KINDS))}",
             rule="suite_task",
         )
-    suite: Suite = importlib.import_module(module).evaluate
+    suite: Suite = importlib.import_module(SUITE_MODULES[kind.suite]).evaluate
     return suite
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from paved.kinds import Task
 from registry.profile import DataProfile
-from registry.schemas import Framework, Task
+from registry.schemas import Framework
 
 
 class TrainResult(BaseModel):

@@ -18,10 +18,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal
 
+from paved.kinds import Protocol as Protocol  # what a model kind is served with
 from paved.manifest import Endpoint
 
 Cohort = Literal["champion", "challenger"]
-Protocol = Literal["openai", "v2"]
 
 
 @dataclass(frozen=True)
