@@ -15,7 +15,7 @@ from cli.context import CliContext
 def build_reconciler(c: CliContext, env: str, target: object) -> object:
     from paved.names import validate_name
     from pipelines.gitops.repo import GitOpsRepo
-    from pipelines.manifest_source import GitManifestSource
+    from pipelines.gitops.source import GitSource
     from pipelines.reconciler import Reconciler, StateStore
 
     validate_name(env, "environment")
@@ -23,7 +23,7 @@ def build_reconciler(c: CliContext, env: str, target: object) -> object:
     # Production's champion alias follows Git: the reconciler moves it when a change
     # takes effect and puts it back, every pass, when it was moved around the flow.
     return Reconciler(
-        source=GitManifestSource(c.settings.gitops_dir),
+        source=GitSource(c.settings.gitops_dir),
         registry=c.registry,
         target=target,  # type: ignore[arg-type]
         state=StateStore(c.settings.reconciler_dir),

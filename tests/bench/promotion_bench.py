@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from paved.schemas import Role
-from pipelines.manifest_source import GitManifestSource
+from pipelines.gitops.source import GitSource
 from pipelines.reconciler import Reconciler, StateStore
 from serving.deploy import RayServeTarget
 from serving.internal_auth import new_token
@@ -56,7 +56,7 @@ def main() -> None:
         target = RayServeTarget(settings, host="127.0.0.1", port=port, internal_token=new_token())
         target.start()
         rec = Reconciler(
-            source=GitManifestSource(repo),
+            source=GitSource(repo),
             registry=reg,
             target=target,
             state=StateStore(root / "state"),

@@ -15,7 +15,7 @@ import pytest
 from bundled.credit_risk.data import generate
 from bundled.credit_risk.model import load
 from paved.schemas import Role
-from pipelines.manifest_source import GitManifestSource
+from pipelines.gitops.source import GitSource
 from pipelines.reconciler import Reconciler, StateStore
 from serving.deploy import RayServeTarget
 from serving.internal_auth import new_token
@@ -54,7 +54,7 @@ def test_version_switch_under_load_fails_no_request(tmp_path: Path) -> None:
     target = RayServeTarget(settings, host="127.0.0.1", port=port, internal_token=new_token())
     target.start()
     rec = Reconciler(
-        source=GitManifestSource(repo),
+        source=GitSource(repo),
         registry=reg,
         target=target,
         state=StateStore(tmp_path / "state"),

@@ -17,7 +17,7 @@ from bundled.credit_risk.data import generate
 from bundled.credit_risk.model import load
 from paved.manifest import Endpoint
 from paved.schemas import Role
-from pipelines.manifest_source import GitManifestSource
+from pipelines.gitops.source import GitSource
 from pipelines.reconciler import Reconciler, StateStore
 from serving.deploy import RayServeTarget, deployed_model, plan, replica_deployment
 from serving.internal_auth import new_token
@@ -85,7 +85,7 @@ def test_spec_changes_are_applied_and_a_replica_that_cannot_start_is_refused(
     target = RayServeTarget(settings, host="127.0.0.1", port=port, internal_token=new_token())
     target.start()
     rec = Reconciler(
-        source=GitManifestSource(repo),
+        source=GitSource(repo),
         registry=reg,
         target=target,
         state=StateStore(tmp_path / "state"),

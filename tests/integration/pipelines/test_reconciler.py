@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from paved.errors import Conflict
-from pipelines.manifest_source import GitManifestSource
+from pipelines.gitops.source import GitSource
 from pipelines.reconciler import Reconciler, StateStore
 from serving.deploy import Plan
 from serving.gateway.directory import deployment_app_name
@@ -58,7 +58,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
 def _reconciler(registry, repo: Path, state: Path, target: RecordingTarget) -> Reconciler:
     settings, reg = registry
     return Reconciler(
-        source=GitManifestSource(repo),
+        source=GitSource(repo),
         registry=reg,
         target=target,
         state=StateStore(state),

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from paved.errors import DigestMismatch
 from paved.manifest import Endpoint
 from paved.settings import Settings
-from pipelines.manifest_source import GitManifestSource
+from pipelines.gitops.source import GitSource
 from pipelines.reconciler import Reconciler, StateStore
 from registry import schemas as s
 from registry.digests import DigestManifest
@@ -45,7 +45,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Regist
 def _reconciler(registry: tuple[Settings, Registry], repo: Path, tmp: Path, env: str) -> Reconciler:
     settings, reg = registry
     return Reconciler(
-        source=GitManifestSource(repo),
+        source=GitSource(repo),
         registry=reg,
         target=RecordingTarget(),
         state=StateStore(tmp / "state"),
