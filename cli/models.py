@@ -9,6 +9,7 @@ import typer
 
 from cli import output as out
 from cli.context import CliContext
+from paved.kinds import TASKS
 
 app = typer.Typer(help="Train, register and look up models.", no_args_is_help=True)
 
@@ -76,7 +77,7 @@ def register(
     source: Annotated[str | None, typer.Option(help="runs:/<run_id>/model URI.")] = None,
     path: Annotated[Path | None, typer.Option(help="A local model directory to upload.")] = None,
     task: Annotated[
-        str, typer.Option(help="With --path: text-generation or tabular-classification.")
+        str, typer.Option(help=f"With --path: {' or '.join(TASKS)}.")
     ] = "text-generation",
     framework: Annotated[
         str, typer.Option(help="With --path: transformers or torch.")
@@ -92,7 +93,7 @@ def register(
     from paved.names import validate_choice, validate_name
     from pipelines.lineage import code_version
     from registry.safety import validate_source_uri
-    from registry.schemas import FRAMEWORKS, MODEL_ARTIFACT_PATH, TASKS, ModelPackage
+    from registry.schemas import FRAMEWORKS, MODEL_ARTIFACT_PATH, ModelPackage
 
     c = _ctx(ctx)
     validate_name(name)
