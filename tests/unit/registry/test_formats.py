@@ -159,8 +159,6 @@ def test_an_unreadable_file_is_refused_with_a_rule(
 
     Permission bits do not stop root (CI runs as root), so the refusal is the OS's
     error injected at the one call that opens model files."""
-    import registry.formats as formats
-
     d = write_model_dir(tmp_path / "m")
     real_open = os.open
 
@@ -169,5 +167,5 @@ def test_an_unreadable_file_is_refused_with_a_rule(
             raise PermissionError(13, "Permission denied")
         return real_open(path, flags, *args)
 
-    monkeypatch.setattr(formats.os, "open", refusing_open)
+    monkeypatch.setattr(os, "open", refusing_open)
     assert _refused(d).rule == "readable"
