@@ -40,13 +40,11 @@ from paved.errors import Conflict, InvalidInput, PavedError
 from paved.manifest import Endpoint
 from paved.settings import Settings
 from pipelines.gitops.layout import ENV_DIR, endpoint_from_blob
-from pipelines.pins import VerifiedVersions
-from pipelines.promotion.champion import ChampionStatus, guard_champions
+from pipelines.pins import PinRegistry, VerifiedVersions
+from pipelines.promotion.champion import ChampionStatus, GuardedRegistry, guard_champions
 from pipelines.promotion.policy import PromotionPolicy
 from pipelines.reconcile_metrics import ReconcilerMetrics
-from registry.service import Registry
 from serving.deploy import Plan, ReplicasFailed, plan
-from serving.gateway.directory import deployment_app_name
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +61,20 @@ class ManifestSource(Protocol):
     def teams(self, commit: str) -> set[str]: ...
 
 
+class ReconcilerRegistry(GuardedRegistry, PinRegistry, Protocol):
+    """The registry as the reconciler reaches it (``registry.service.Registry`` in
+    production, fakes in tests): a version's record (``get``, also the champion alias
+    read), the version against the digest Git pins (``get_pinned``, ``fetch``), the
+    champion alias set, and the alias history (``last_alias_event``,
+    ``record_observed_move``)."""
+
+
 class ServingTarget(Protocol):
-    """What the reconciler changes (``serving.deploy.RayServeTarget`` in production)."""
+    """What the reconciler changes (``serving.deploy.RayServeTarget`` in production).
+
+    The target names its applications: ``ensure_replicas`` returns the names of those
+    the plan needs, and every other name ``model_apps`` lists is pruned with ``remove``.
+    """
 
     def ensure_replicas(self, p: Plan) -> list[str]: ...
 
@@ -220,7 +230,7 @@ class Reconciler:
         self,
         *,
         source: ManifestSource,
-        registry: Registry,
+        registry: ReconcilerRegistry,
         target: ServingTarget,
         state: StateStore,
         settings: Settings,
@@ -335,19 +345,18 @@ class Reconciler:
         self._skip_failed_starts(desired, statuses, applied)
         p = plan(list(desired.values()), self.registry, self.settings, self.internal_token)
         try:
-            self.target.ensure_replicas(p)
+            wanted = set(self.target.ensure_replicas(p))
         except ReplicasFailed as exc:
             # Those endpoints alone are refused and go back to what they served; the
             # target already deleted applications that served nothing before.
             for name, reason in sorted(exc.failed.items()):
                 self._refuse_start(name, reason, desired, statuses, applied)
             p = plan(list(desired.values()), self.registry, self.settings, self.internal_token)
-            self.target.ensure_replicas(p)
+            wanted = set(self.target.ensure_replicas(p))
         for s in statuses:
             if s.rule != "replica_start":
                 self._failed_starts.pop(s.endpoint, None)
         self.target.apply_routes(p)
-        wanted = {deployment_app_name(spec.endpoint, spec.version) for _, spec in p.replicas}
         stale = [name for name in self.target.model_apps() if name not in wanted]
         if stale:
             self.target.remove(stale)

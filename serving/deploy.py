@@ -13,6 +13,7 @@ import json
 import logging
 import signal
 import time
+import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from serving.gateway.routing import Protocol
 from serving.replica import ReplicaSpec
 
 if TYPE_CHECKING:
+    from registry.schemas import ModelVersionInfo
     from serving.gateway.deployment import GatewaySpec
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,14 @@ class Plan:
     internal_token: str
 
 
+class VersionLookup(typing.Protocol):
+    """What :func:`plan` reads from the registry: one version's record."""
+
+    def get(self, ref: str) -> ModelVersionInfo: ...
+
+
 def plan(
-    endpoints: list[Endpoint], registry: Registry, settings: Settings, internal_token: str
+    endpoints: list[Endpoint], registry: VersionLookup, settings: Settings, internal_token: str
 ) -> Plan:
     """Resolve every version an endpoint names; refuse the whole plan if one is unknown.
 

@@ -99,6 +99,36 @@ class FakeCatalog:
         self.moves.append(event)
         return event
 
+    def last_alias_event(self, name: str, alias: str) -> AliasEvent | None:
+        """The alias history is the moves made (newest last)."""
+        return next((e for e in reversed(self.moves) if (e.model, e.alias) == (name, alias)), None)
+
+    def record_observed_move(
+        self,
+        name: str,
+        alias: str,
+        to_version: int | None,
+        *,
+        actor: Actor,
+        reason: str,
+        outside_flow: bool,
+    ) -> AliasEvent:
+        """A move the store shows but the history lacks, appended to the history."""
+        assert Role.PROMOTION in actor.roles
+        last = self.last_alias_event(name, alias)
+        event = AliasEvent(
+            model=name,
+            alias=alias,
+            from_version=last.to_version if last else None,
+            to_version=to_version,
+            actor="outside" if outside_flow else actor.identity,
+            reason=reason,
+            at=T0,
+            outside_flow=outside_flow,
+        )
+        self.moves.append(event)
+        return event
+
 
 @dataclass
 class FakeKeys:

@@ -188,7 +188,7 @@ def world(tmp_path: Path) -> World:
     settings = Settings(home=tmp_path / "home", reconcile_backoff_max_s=CAP)
     rec = Reconciler(
         source=source,
-        registry=registry,  # type: ignore[arg-type]
+        registry=registry,
         target=target,
         state=store,
         settings=settings,

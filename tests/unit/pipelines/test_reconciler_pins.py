@@ -8,7 +8,7 @@ import fcntl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import yaml
@@ -16,7 +16,6 @@ import yaml
 from paved.settings import Settings
 from pipelines.reconciler import Reconciler, StateStore
 from registry.schemas import ModelVersionInfo
-from registry.service import Registry
 from serving.deploy import Plan
 from serving.gateway.directory import deployment_app_name
 from tests.unit.pipelines.gitops_fakes import FakeCatalog, digest_of
@@ -135,7 +134,7 @@ def world(tmp_path: Path) -> World:
     store = StateStore(tmp_path / "state")
     rec = Reconciler(
         source=source,
-        registry=cast(Registry, registry),
+        registry=registry,
         target=target,
         state=store,
         settings=Settings(home=tmp_path / "home"),
