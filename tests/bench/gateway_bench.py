@@ -151,8 +151,8 @@ def litellm_proxy(
     token as an extra header, so the replica answers LiteLLM exactly as it answers the
     gateway. The proxy authenticates clients with a master key, as the gateway does.
     LiteLLM's retries (2 by default, with back-off) and cooldowns are off and a request
-    is bounded at 10 s, so a failing upstream shows as errors, not as a stalled run: the
-    gateway does not retry a POST either."""
+    is bounded at 10 s, so a failing upstream shows as errors, not as a stalled run (the
+    gateway retries only a request that never reached a replica)."""
     config = tmp / "litellm.yaml"
     model = {
         "model_name": ENDPOINT,
