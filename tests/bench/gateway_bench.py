@@ -1,6 +1,6 @@
 """Gateway benchmark: what Pavedpath's gateway adds over calling a model replica directly.
 
-A trivial model replica (tests/utils/servers.trivial_replica on its own HTTP server,
+A trivial model replica (tests/bench/serve_apps.chat_replica on its own HTTP server,
 published through ``record_replica_metadata``, like serving/replica.py) runs as the
 Ray Serve deployment "model" in apps ``bench--v1`` and ``bench--v2`` on a local Ray.
 Measured side by side, in interleaved rounds, at 1 and 16 connections:
