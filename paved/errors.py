@@ -23,6 +23,9 @@ report the same thing the same way::
     │   └── ReplicaUnreachable      503 unavailable
     └── UpstreamTimeout             504 upstream_timeout
 
+``RateLimited`` and ``Unavailable`` derive through :class:`RetryLater`, which holds the
+``retry_after_s`` both carry.
+
 Messages say what was wrong and which rule or limit applied; they never contain
 secrets (API keys are never formatted into an error). A message quotes an offending
 value through ``paved.text.quote`` (a short prefix), and every message is cut to
@@ -145,13 +148,18 @@ class DigestMismatch(PavedError):
     code = "digest_mismatch"
 
 
-class RateLimited(PavedError):
-    status = 429
-    code = "rate_limited"
+class RetryLater(PavedError):
+    """Base of the refusals a client should retry: they carry ``retry_after_s``, which
+    every HTTP surface sends as ``Retry-After`` (see ``serving.asgi.retry_after``)."""
 
     def __init__(self, message: str, *, retry_after_s: float = 1.0, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.retry_after_s = retry_after_s
+
+
+class RateLimited(RetryLater):
+    status = 429
+    code = "rate_limited"
 
 
 class BackendError(PavedError):
@@ -161,13 +169,9 @@ class BackendError(PavedError):
     code = "backend_error"
 
 
-class Unavailable(PavedError):
+class Unavailable(RetryLater):
     status = 503
     code = "unavailable"
-
-    def __init__(self, message: str, *, retry_after_s: float = 1.0, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.retry_after_s = retry_after_s
 
 
 class ReplicaUnreachable(Unavailable):

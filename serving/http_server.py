@@ -23,7 +23,7 @@ from typing import Any, Literal
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from serving.backends.base import ASGIApp
+from serving.asgi import ASGIApp
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hmac
 import secrets
 
-from serving.backends.base import ASGIApp, Receive, Scope, Send
+from serving.asgi import ASGIApp, Receive, Scope, Send, send_bytes
+from serving.headers import INTERNAL_TOKEN as HEADER
 
-HEADER = b"x-paved-internal-token"
+_REFUSED = b'{"error": "this replica answers only the Pavedpath gateway"}'
 
 
 def new_token() -> str:
@@ -26,18 +27,7 @@ def require_token(app: ASGIApp, token: str) -> ASGIApp:
         if scope["type"] == "http":
             given = next((v for k, v in scope["headers"] if k == HEADER), b"")
             if not hmac.compare_digest(bytes(given), expected):
-                body = b'{"error": "this replica answers only the Pavedpath gateway"}'
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 403,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_bytes(send, 403, _REFUSED)
                 return
         await app(scope, receive, send)
 

@@ -7,7 +7,7 @@ protocol's own responses (OpenAI JSON/SSE or KServe v2 JSON), so the replica API
 the public protocol, minus authentication.
 
 Headers the gateway sends to replicas (replicas may read them, never trust them for
-auth; the gateway has already authenticated):
+auth; the gateway has already authenticated; their names are in ``serving.headers``):
 
 - ``x-paved-endpoint``: endpoint name (what the client sent as ``model``)
 - ``x-paved-model-version``: the registered version this replica serves
@@ -28,20 +28,12 @@ asks ``GET /paved/usage/{id}`` for what was generated up to the abort.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-USAGE_COMMENT_PREFIX = b": paved-usage "
-UPSTREAM_ID_HEADER = b"x-paved-upstream-id"
+from serving.asgi import ASGIApp
 
 
 class BackendConfig(BaseModel):

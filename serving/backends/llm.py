@@ -3,7 +3,7 @@
 One :class:`LLMBackend` serves one model version. The engine lives in the same process
 as the HTTP app (vLLM spawns its own engine-core and worker processes beside it), so a
 token goes from the engine to the client without another hop. Requests past
-``config.max_concurrency`` are refused at once with a 503 (:mod:`llm_admission`).
+``config.max_concurrency`` are refused at once with a 503 (:mod:`serving.admission`).
 
 Layers: :mod:`llm_inputs` turns a request into engine inputs, this module admits it and
 runs the engine, :mod:`llm_outputs` writes the OpenAI response or events,
@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
-from paved.errors import BackendError, InvalidInput, NotFound, Unavailable
+from paved.errors import BackendError, InvalidInput, NotFound, PavedError, Unavailable
 from paved.manifest import Limits
-from serving.backends.base import ASGIApp, BackendConfig
-from serving.backends.llm_admission import RETRY_AFTER_S, ConcurrencyGate
+from serving.admission import Gate
+from serving.asgi import ASGIApp
+from serving.backends.base import BackendConfig
 from serving.backends.llm_app import build_app
 from serving.backends.llm_engine import (
     apply_environment,
@@ -71,6 +72,15 @@ log = logging.getLogger(__name__)
 
 State = Literal["new", "starting", "ready", "stopping", "stopped", "failed"]
 DRAIN_TIMEOUT_S = 30.0
+RETRY_AFTER_S = 1.0
+
+
+def _replica_full(limit: int) -> PavedError:
+    return Unavailable(
+        f"this replica is serving its limit of {limit} concurrent requests",
+        rule="max_concurrency",
+        retry_after_s=RETRY_AFTER_S,
+    )
 
 
 class LLMStats(BaseModel):
@@ -107,7 +117,7 @@ class LLMBackend:
         self.created = int(time.time())
         self.disconnects = 0
         self._engine_options = dict(engine_options or {})
-        self._gate = ConcurrencyGate(config.max_concurrency)
+        self._gate = Gate(config.max_concurrency, full=_replica_full)
         self.aborted = AbortedUsage()  # usage of streams whose client left, for the gateway
         self._state: State = "new"
         self._engine: AsyncLLM | None = None

@@ -9,7 +9,6 @@ behind it (503s with ``Retry-After``), so any OpenAI SDK reports it properly.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,18 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from paved.errors import (
-    LimitExceeded,
-    MethodNotAllowed,
-    NotFound,
-    PavedError,
-    RateLimited,
-    Unavailable,
-)
-from serving.backends.base import UPSTREAM_ID_HEADER, BackendConfig
+from paved.errors import MethodNotAllowed, NotFound, PavedError
+from serving import asgi
+from serving.backends.base import BackendConfig
 from serving.backends.llm_outputs import Stream
 from serving.backends.llm_stream import ClientDisconnected, SSEResponse, until_disconnect
 from serving.backends.llm_usage import AbortedUsage, valid_upstream_id
+from serving.headers import MODEL_VERSION, UPSTREAM_ID
 from serving.protocol.openai import ChatCompletionRequest, CompletionRequest, parse_request
 from serving.protocol.openai_responses import ModelList, error_response
 
@@ -65,7 +59,7 @@ class OpenAIModel(Protocol):
 
 def build_app(backend: OpenAIModel) -> Starlette:
     """The ASGI app serving ``backend``."""
-    headers = {"x-paved-model-version": str(backend.config.version)}
+    headers = {MODEL_VERSION.decode(): str(backend.config.version)}
 
     def answer(result: BaseModel | Stream, upstream_id: str | None) -> Response:
         if isinstance(result, Stream):
@@ -78,7 +72,7 @@ def build_app(backend: OpenAIModel) -> Starlette:
         return Response(result.model_dump_json(), media_type=JSON, headers=headers)
 
     async def respond(request: Request, work: Coroutine[Any, Any, BaseModel | Stream]) -> Response:
-        upstream_id = valid_upstream_id(request.headers.get(UPSTREAM_ID_HEADER.decode()))
+        upstream_id = valid_upstream_id(request.headers.get(UPSTREAM_ID.decode()))
         try:
             return answer(await until_disconnect(work, request.receive), upstream_id)
         except ClientDisconnected:
@@ -125,20 +119,11 @@ def build_app(backend: OpenAIModel) -> Starlette:
 
 
 async def _read_body(request: Request) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise LimitExceeded(f"request body exceeds {MAX_BODY_BYTES} bytes", rule="body_size")
-    return bytes(body)
+    return await asgi.read_body(request.receive, MAX_BODY_BYTES)
 
 
 def _error(err: PavedError) -> Response:
-    headers: dict[str, str] = {}
-    if isinstance(err, Unavailable | RateLimited):
-        headers["retry-after"] = str(math.ceil(err.retry_after_s))
-    if isinstance(err, MethodNotAllowed):
-        headers["allow"] = err.allow
+    headers = {k.decode(): v.decode() for k, v in asgi.error_headers(err)}
     body = error_response(err).model_dump_json()
     return Response(body, status_code=err.status, media_type=JSON, headers=headers)
 

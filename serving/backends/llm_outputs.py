@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from paved.errors import BackendError, PavedError
-from serving.backends.llm_admission import Slot
+from serving.admission import Slot
 from serving.backends.llm_stream import DONE, sse_data, usage_comment
 from serving.protocol.openai_responses import (
     AssistantMessage,

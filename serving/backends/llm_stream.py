@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from starlette.responses import StreamingResponse
 
-from serving.backends.base import USAGE_COMMENT_PREFIX, Receive, Scope, Send
+from serving.asgi import Receive, Scope, Send
+from serving.headers import USAGE_COMMENT_PREFIX
 from serving.protocol.openai_responses import Usage
 
 T = TypeVar("T")

@@ -26,16 +26,17 @@ milliseconds, and inline they would delay every other request and probe on the l
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Final, Literal
 
 import numpy as np
 import torch
 
 from bundled.credit_risk.model import CreditRiskModel, load
-from paved.errors import InvalidInput, LimitExceeded, Unavailable
-from serving.backends.base import ASGIApp, BackendConfig
+from paved.errors import InvalidInput, LimitExceeded, PavedError, Unavailable
+from serving.admission import Gate
+from serving.asgi import ASGIApp
+from serving.backends.base import BackendConfig
 from serving.protocol.v2 import (
     InferenceRequest,
     InferenceResponse,
@@ -52,6 +53,16 @@ BODY_BYTES_PER_ELEMENT: Final = 64
 BODY_BYTES_BASE: Final = 64 * 1024
 RETRY_AFTER_S: Final = 1.0
 DRAIN_TIMEOUT_S: Final = 30.0
+
+
+def _replica_full(limit: int) -> PavedError:
+    return Unavailable(
+        f"{limit} requests are already in flight, the limit of this replica",
+        rule="max_concurrency",
+        retry_after_s=RETRY_AFTER_S,
+    )
+
+
 """How long ``stop`` waits for in-flight requests (a stalled upload must not block it)."""
 
 
@@ -65,8 +76,7 @@ class TabularBackend:
         self._model: CreditRiskModel | None = None
         self._metadata: ModelMetadataResponse | None = None
         self._stopping = False
-        self._in_flight = 0
-        self._drained: asyncio.Event | None = None
+        self._gate = Gate(config.max_concurrency, full=_replica_full)
 
     async def start(self) -> None:
         """Load the weights (safetensors only) and pin torch to one intra-op thread.
@@ -90,10 +100,7 @@ class TabularBackend:
     async def stop(self) -> None:
         """Refuse new requests, wait (bounded) for those in flight, then drop the model."""
         self._stopping = True
-        if self._in_flight:
-            self._drained = asyncio.Event()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), DRAIN_TIMEOUT_S)
+        await self._gate.drained(DRAIN_TIMEOUT_S)
         self._model = None
 
     @property
@@ -103,7 +110,7 @@ class TabularBackend:
     @property
     def in_flight(self) -> int:
         """Requests holding an admission slot now (a gauge for metrics and tests)."""
-        return self._in_flight
+        return self._gate.in_flight
 
     @property
     def endpoint(self) -> str:
@@ -129,8 +136,7 @@ class TabularBackend:
             raise Unavailable("the model is not loaded yet", rule="not_ready")
         return self._metadata
 
-    @contextlib.contextmanager
-    def admission(self) -> Iterator[None]:
+    def admission(self) -> AbstractContextManager[None]:
         """Hold one of ``max_concurrency`` slots for a request, or refuse it at once (503).
 
         Refusing instead of queueing keeps latency bounded and lets the gateway send
@@ -141,20 +147,7 @@ class TabularBackend:
             raise Unavailable(
                 "the model is not ready", rule="not_ready", retry_after_s=RETRY_AFTER_S
             )
-        limit = self.config.max_concurrency
-        if self._in_flight >= limit:
-            raise Unavailable(
-                f"{limit} requests are already in flight, the limit of this replica",
-                rule="max_concurrency",
-                retry_after_s=RETRY_AFTER_S,
-            )
-        self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._drained is not None:
-                self._drained.set()
+        return self._gate.admit()
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
         """Score every row; the probabilities equal ``model.predict_columns`` on the same data."""

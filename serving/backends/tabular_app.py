@@ -22,8 +22,6 @@ default: a binary response carries ``Inference-Header-Content-Length``.
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -31,8 +29,9 @@ from typing import Final, Protocol
 
 from pydantic import BaseModel
 
-from paved.errors import LimitExceeded, MethodNotAllowed, NotFound, PavedError
-from serving.backends.base import Receive, Scope, Send
+from paved.errors import MethodNotAllowed, NotFound, PavedError
+from serving import asgi
+from serving.asgi import Headers, Receive, Scope, Send
 from serving.protocol.v2 import (
     ErrorResponse,
     InferenceRequest,
@@ -55,7 +54,6 @@ logger = logging.getLogger(__name__)
 
 SERVER_NAME: Final = "pavedpath"
 EXTENSIONS: Final = ("binary_tensor_data",)
-Headers = list[tuple[bytes, bytes]]
 
 
 class V2Model(Protocol):
@@ -72,10 +70,6 @@ class V2Model(Protocol):
     def metadata(self) -> ModelMetadataResponse: ...
     def admission(self) -> AbstractContextManager[None]: ...
     async def infer(self, request: InferenceRequest) -> InferenceResponse: ...
-
-
-class _Disconnected(Exception):
-    """The client went away before its body arrived; nothing is sent back."""
 
 
 def _server_version() -> str:
@@ -100,22 +94,19 @@ class V2App:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            # The replica starts the backend before serving: nothing to run here.
+            await asgi.lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
         headers: Headers = []
         try:
             status, body = await self._route(scope, receive, headers)
-        except _Disconnected:
+        except ConnectionAbortedError:  # the client left before its body arrived
             return
         except PavedError as err:
             status, body = err.status, _json(ErrorResponse.from_error(err))
-            retry_after = getattr(err, "retry_after_s", None)
-            if retry_after is not None:
-                headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
-            if isinstance(err, MethodNotAllowed):
-                headers.append((b"allow", err.allow.encode()))
+            headers += asgi.error_headers(err)
         except Exception:
             logger.exception("v2 request failed")
             status, body = 500, _json(ErrorResponse(error="internal server error"))
@@ -175,8 +166,10 @@ class V2App:
 
     async def _infer(self, scope: Scope, receive: Receive, headers: Headers) -> bytes:
         with self.model.admission():
-            body = await _read_body(scope, receive, self.model.max_body_bytes)
-            request = parse_request(body, _header(scope, LENGTH_HEADER))
+            body = await asgi.read_body(
+                receive, self.model.max_body_bytes, asgi.header(scope, b"content-length")
+            )
+            request = parse_request(body, asgi.header(scope, LENGTH_HEADER))
             binary = binary_outputs(request)
             response = await self.model.infer(request)
         payload, header_length = encode_response(response, binary)
@@ -197,46 +190,9 @@ def _json(model: BaseModel) -> bytes:
     return model.model_dump_json(exclude_none=True).encode()
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
-    return next((v for k, v in headers if k.lower() == name), None)
-
-
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, refused early when it cannot fit under ``limit``."""
-    declared = _header(scope, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise LimitExceeded(f"request body over {limit} bytes", rule="max_body_bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise LimitExceeded(f"request body over {limit} bytes", rule="max_body_bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
 async def _respond(send: Send, status: int, body: bytes, extra: Headers) -> None:
-    """Send the answer: JSON unless ``extra`` names another content type."""
-    headers: Headers = [(b"content-length", str(len(body)).encode()), *extra]
-    if not any(name == b"content-type" for name, _ in extra):
-        headers.insert(0, (b"content-type", b"application/json"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    """Acknowledge lifespan events: the replica starts the backend before serving."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    """Send the answer: JSON unless ``extra`` starts with another content type."""
+    content_type = asgi.JSON
+    if extra and extra[0][0] == b"content-type":
+        content_type = extra.pop(0)[1]
+    await asgi.send_bytes(send, status, body, content_type=content_type, headers=extra)

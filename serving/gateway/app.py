@@ -28,14 +28,25 @@ from paved.errors import (
     Unavailable,
 )
 from paved.schemas import Role
-from serving.backends.base import UPSTREAM_ID_HEADER, Receive, Scope, Send
-from serving.gateway import asgi, forward
-from serving.gateway.admission import Admission
+from serving import asgi
+from serving.asgi import Receive, Scope, Send
+from serving.gateway import forward
+from serving.gateway.admission import admission
 from serving.gateway.auth import KeyCache
 from serving.gateway.balance import Balancer
 from serving.gateway.directory import Directory
-from serving.gateway.routing import USER_HEADER, Route, RouteTable, choose, user_id
+from serving.gateway.routing import Route, RouteTable, choose, user_id
 from serving.gateway.upstream import UpstreamPool
+from serving.headers import (
+    COHORT,
+    ENDPOINT,
+    INTERNAL_TOKEN,
+    MODEL_VERSION,
+    REQUEST_ID,
+    TEAM,
+    UPSTREAM_ID,
+    USER,
+)
 from serving.keys import ApiKey
 from serving.metrics import CONTENT_TYPE, GatewayMetrics
 from serving.protocol.openai import (
@@ -80,11 +91,8 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self.pool = pool or UpstreamPool()
         self.limits = limits or GatewayLimits()
-        self.admission = Admission(self.limits.max_inflight, track=self.metrics.inflight)
-        self.draining = False
-        self._internal = (
-            [(b"x-paved-internal-token", internal_token.encode())] if internal_token else []
-        )
+        self.admission = admission(self.limits.max_inflight, track=self.metrics.inflight)
+        self._internal = [(INTERNAL_TOKEN, internal_token.encode())] if internal_token else []
         self._rng = random.Random()
         self.balancer = Balancer(rng=self._rng)
         self._shadow_tasks: set[asyncio.Task[None]] = set()
@@ -126,10 +134,19 @@ class Gateway:
             team_source=lambda: self.keys.teams,  # teams of keys made after start
         )
 
+    @property
+    def draining(self) -> bool:
+        """Refusing new requests for good (503): the admission gate is closed."""
+        return self.admission.closed
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.admission.closed = value
+
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Refuse new requests (503) and wait for those in flight."""
-        self.draining = True
-        await self.admission.wait_idle(timeout_s)
+        self.admission.close()
+        await self.admission.drained(timeout_s)
 
     # ------------------------------------------------------------ dispatch
 
@@ -143,7 +160,7 @@ class Gateway:
         path: str = scope["path"]
         send = self.metrics.counting(send, path)  # every response, refusals included
         # Every response, errors included, carries the request id.
-        send = stamped = asgi.Stamped(send, [(asgi.REQUEST_ID, asgi.request_id(scope))])
+        send = stamped = asgi.Stamped(send, [(REQUEST_ID, asgi.request_id(scope))])
         protocol: asgi.Protocol = (
             "openai" if path.startswith("/v1/") else "v2" if path.startswith("/v2/") else "plain"
         )
@@ -208,7 +225,7 @@ class Gateway:
         route = self._route(request.model, key, "openai")
         check_limits(request, route.endpoint.spec.limits)
         stream = bool(request.stream)
-        user = user_id(asgi.header(scope, USER_HEADER), request.user)
+        user = user_id(asgi.header(scope, USER), request.user)
         await self._forward(
             scope,
             receive,
@@ -270,7 +287,7 @@ class Gateway:
                 body,
                 headers,
                 stream=False,
-                user=user_id(asgi.header(scope, USER_HEADER)),
+                user=user_id(asgi.header(scope, USER)),
                 meter=False,
             )
             return
@@ -329,20 +346,20 @@ class Gateway:
         name = route.endpoint.name
         version, cohort = choose(route, user, self._rng)
         headers += [
-            (b"x-paved-model-version", str(version).encode()),
-            (b"x-paved-cohort", cohort.encode()),
+            (MODEL_VERSION, str(version).encode()),
+            (COHORT, cohort.encode()),
         ]
         labels = self.metrics.labels(name, route.endpoint.spec.model, version, cohort, key.team)
         status = 500
         out: forward.Outcome | None = None
         try:
-            with self.admission.admit(name, route.endpoint.spec.limits.max_inflight, self.draining):
+            with self.admission.admit(name, route.endpoint.spec.limits.max_inflight):
                 fwd = [
                     (b"content-type", asgi.header(scope, b"content-type") or b"application/json"),
-                    (b"x-paved-endpoint", name.encode()),
-                    (b"x-paved-model-version", str(version).encode()),
-                    (b"x-paved-cohort", cohort.encode()),
-                    (b"x-paved-team", key.team.encode()),
+                    (ENDPOINT, name.encode()),
+                    (MODEL_VERSION, str(version).encode()),
+                    (COHORT, cohort.encode()),
+                    (TEAM, key.team.encode()),
                     *self._internal,
                 ]
                 binary_header = asgi.header(scope, b"inference-header-content-length")
@@ -417,7 +434,7 @@ class Gateway:
                         body,
                         send,
                         receive,
-                        [*fwd, (UPSTREAM_ID_HEADER, upstream_id.encode())],
+                        [*fwd, (UPSTREAM_ID, upstream_id.encode())],
                         headers,
                         started,
                         idle_timeout_s=self.limits.stream_idle_timeout_s,
@@ -511,7 +528,7 @@ class Gateway:
             status = 599
             fwd = [
                 (b"content-type", b"application/json"),
-                (b"x-paved-cohort", b"shadow"),
+                (COHORT, b"shadow"),
                 *self._internal,
             ]
             if binary_header is not None:
@@ -542,16 +559,11 @@ class Gateway:
         return bool(routes) and all(self.directory.ready(n, r.champion) for n, r in routes.items())
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self.keys.start()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.keys.stop()
-                self.pool.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await asgi.lifespan(receive, send, startup=self.keys.start, shutdown=self._shutdown)
+
+    async def _shutdown(self) -> None:
+        await self.keys.stop()
+        self.pool.close()
 
 
 def _pinned(route: Route, version: str) -> tuple[Route, int]:

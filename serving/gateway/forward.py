@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from paved.errors import BackendError, PavedError, UpstreamTimeout
-from serving.backends.base import USAGE_COMMENT_PREFIX, Receive, Send
+from serving.asgi import Receive, Send
 from serving.gateway.upstream import UpstreamBody, UpstreamPool
+from serving.headers import USAGE_COMMENT_PREFIX
 from serving.protocol.openai_responses import error_response
 
 _PASS_HEADERS = (b"content-type", b"retry-after", b"inference-header-content-length")

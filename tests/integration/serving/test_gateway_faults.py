@@ -113,7 +113,7 @@ def test_a_replica_dying_mid_stream_ends_the_stream_with_an_error_and_done(
     assert error["error"]["type"] == "server_error"
     assert events[2:] == [b"data: [DONE]"]
     assert gw.outcomes[-1].status == 502
-    assert gw.admission.total == 0
+    assert gw.admission.in_flight == 0
 
 
 def test_a_stalled_stream_times_out_with_an_error_and_the_replica_is_let_go(
@@ -139,8 +139,8 @@ def test_a_client_leaving_mid_stream_frees_its_slot_and_closes_the_upstream(
         with httpx.stream("POST", url + "/v1/completions", **kw) as r:
             reader = r.iter_raw()  # kept: a dropped iterator closes the connection
             assert next(reader).startswith(b"data: {")
-            assert gw.admission.total == 1
-        _until(lambda: gw.admission.total == 0, "the admission slot was not released")
+            assert gw.admission.in_flight == 1
+        _until(lambda: gw.admission.in_flight == 0, "the admission slot was not released")
         _until(lambda: REPLICA_EVENTS["leave:disconnect"] == 1, "the upstream stayed open")
         _until(lambda: bool(gw.outcomes), "no outcome recorded")
         out = gw.outcomes[-1]
@@ -161,7 +161,7 @@ def test_a_client_leaving_before_a_plain_answer_frees_its_slot_and_closes_the_up
                 timeout=httpx.Timeout(10, read=0.5),
                 **_post(key, sleep=3600, tag="unary-leave"),
             )
-        _until(lambda: gw.admission.total == 0, "the admission slot was not released")
+        _until(lambda: gw.admission.in_flight == 0, "the admission slot was not released")
         _until(lambda: REPLICA_EVENTS["unary-leave:disconnect"] == 1, "the upstream stayed open")
         assert gw.outcomes[-1].client_gone
 

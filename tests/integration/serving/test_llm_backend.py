@@ -526,8 +526,8 @@ def test_through_the_gateway_a_client_leaving_mid_stream_aborts_and_is_metered(
         reader = response.iter_lines()  # kept: dropping it closes the connection
         assert next(reader).startswith("data: {")
         assert llm.health()["engine_requests"] == 4
-        assert gateway.gateway.admission.total == 1
-    _until(lambda: gateway.gateway.admission.total == 0, "the admission slot was kept")
+        assert gateway.gateway.admission.in_flight == 1
+    _until(lambda: gateway.gateway.admission.in_flight == 0, "the admission slot was kept")
     llm.wait_idle()
     assert llm.health()["disconnects"] == before + 1  # the replica aborted the generation
     out = gateway.outcome(n)
@@ -549,7 +549,7 @@ def test_through_the_gateway_a_client_leaving_a_plain_request_aborts_it(
             json=long_stream(llm) | {"stream": False},
             timeout=httpx.Timeout(30, read=0.3),
         )
-    _until(lambda: gateway.gateway.admission.total == 0, "the admission slot was kept")
+    _until(lambda: gateway.gateway.admission.in_flight == 0, "the admission slot was kept")
     llm.wait_idle()
     assert llm.health()["disconnects"] == before + 1
 

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from paved.errors import RateLimited
-from serving.gateway.admission import Admission
+from serving.gateway.admission import admission
 from serving.metrics import MAX_TEAM_LABELS, OTHER, GatewayMetrics, route_label
 
 pytestmark = pytest.mark.unit
@@ -87,19 +87,19 @@ def test_team_labels_are_capped() -> None:
 
 def test_the_queue_gauge_goes_down_as_well_as_up() -> None:
     m = _metrics({"search"})
-    admission = Admission(10, track=m.inflight)
+    gate = admission(10, track=m.inflight)
     depth = ((("endpoint", "chat"),),)
-    with admission.admit("chat", 5, draining=False), admission.admit("chat", 5, False):
+    with gate.admit("chat", 5), gate.admit("chat", 5):
         assert _samples(m, "paved_queue_depth")[depth[0]] == 2
     assert _samples(m, "paved_queue_depth")[depth[0]] == 0
-    with pytest.raises(ValueError, match="failed"), admission.admit("chat", 5, False):
+    with pytest.raises(ValueError, match="failed"), gate.admit("chat", 5):
         raise ValueError("the request failed")
     assert _samples(m, "paved_queue_depth")[depth[0]] == 0
-    with admission.admit("chat", 1, False):
+    with gate.admit("chat", 1):
         with pytest.raises(RateLimited):  # refused: never counted
-            admission.admit("chat", 1, False).__enter__()
+            gate.admit("chat", 1).__enter__()
         assert _samples(m, "paved_queue_depth")[depth[0]] == 1
-    with admission.admit("gone", 5, False):
+    with gate.admit("gone", 5):
         assert _samples(m, "paved_queue_depth")[(("endpoint", OTHER),)] == 1
     assert _samples(m, "paved_queue_depth")[(("endpoint", OTHER),)] == 0
 

@@ -322,7 +322,7 @@ def test_503_past_the_gateways_in_flight_bound(stack: dict[str, Any]) -> None:
                 asyncio.ensure_future(c.post(url, headers=_h(stack["app"]), json=body))
                 for _ in range(2)
             ]
-            while gw.admission.total < 2:
+            while gw.admission.in_flight < 2:
                 await asyncio.sleep(0.01)
             refused = [
                 await c.post(url, headers=_h(stack["app"]), json=body),

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from serving.backends.base import USAGE_COMMENT_PREFIX
 from serving.gateway.forward import DONE, Usage, UsageFilter, has_content
+from serving.headers import USAGE_COMMENT_PREFIX
 
 pytestmark = pytest.mark.unit
 
