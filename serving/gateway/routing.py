@@ -54,12 +54,10 @@ class Route:
         return (self.champion,) if self.challenger is None else (self.champion, self.challenger)
 
 
-USER_HEADER = b"x-paved-user"
-
-
 def user_id(header: bytes | None, body_user: object = None) -> str | None:
-    """The caller's user id for sticky assignment: the ``x-paved-user`` header, else
-    the OpenAI ``user`` field; ``None`` when neither is a non-empty string."""
+    """The caller's user id for sticky assignment: the ``x-paved-user`` header
+    (``serving.headers.USER``), else the OpenAI ``user`` field; ``None`` when neither is
+    a non-empty string."""
     if header:
         return header.decode("latin-1")
     if isinstance(body_user, str) and body_user:
