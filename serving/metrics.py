@@ -17,9 +17,10 @@ prometheus_client is imported, which the gateway deployment sets in its process.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import values as _values
@@ -65,6 +66,25 @@ def route_label(path: str) -> str:
 
 def code_label(status: int) -> str:
     return str(status) if 100 <= status <= 599 else OTHER
+
+
+class _Tokens(Protocol):
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+
+
+class Outcome(Protocol):
+    """What :meth:`GatewayMetrics.record` reads of a relayed request
+    (``serving.gateway.forward.Outcome`` is one)."""
+
+    @property
+    def ttft_s(self) -> float | None: ...
+    @property
+    def itl_s(self) -> float | None: ...
+    @property
+    def usage(self) -> _Tokens: ...
 
 
 class GatewayMetrics:
@@ -186,6 +206,27 @@ class GatewayMetrics:
         t = self._team(team)
         c = cohort if cohort in ("champion", "challenger", "shadow") else OTHER
         return ep, (model if ep != OTHER else OTHER), v, c, t
+
+    def observe(self, labels: tuple[str, ...], status: int, started: float) -> None:
+        """One answered request under ``labels``: its status and its latency since
+        ``started`` (a ``time.perf_counter()`` reading)."""
+        self.requests.labels(*labels, f"{status // 100}xx").inc()
+        if status >= 400:
+            self.errors.labels(*labels, str(status)).inc()
+        self.latency.labels(*labels).observe(time.perf_counter() - started)
+
+    def record(self, labels: tuple[str, ...], outcome: Outcome) -> None:
+        """What a relayed request came to: time to first token, inter-token latency,
+        tokens in and out."""
+        if outcome.ttft_s is not None:
+            self.ttft.labels(*labels).observe(outcome.ttft_s)
+        if outcome.itl_s is not None:
+            self.itl.labels(*labels).observe(outcome.itl_s)
+        usage = outcome.usage
+        if usage.prompt_tokens:
+            self.prompt_tokens.labels(*labels).inc(usage.prompt_tokens)
+        if usage.completion_tokens:
+            self.completion_tokens.labels(*labels).inc(usage.completion_tokens)
 
     def inflight(self, endpoint: str) -> Callable[[], None]:
         """Count one request in flight on ``endpoint``; the returned call uncounts it."""

@@ -384,7 +384,7 @@ class Gateway:
             status = exc.status
             raise
         finally:
-            self._observe(labels, status, started)
+            self.metrics.observe(labels, status, started)
         if out.client_gone and out.upstream_id and not out.usage_known:
             self._collect_usage(labels, out)  # the slot is free already; the count comes later
         else:
@@ -471,23 +471,9 @@ class Gateway:
         assert unreachable is not None
         raise unreachable
 
-    def _observe(self, labels: tuple[str, ...], status: int, started: float) -> None:
-        m = self.metrics
-        m.requests.labels(*labels, f"{status // 100}xx").inc()
-        if status >= 400:
-            m.errors.labels(*labels, str(status)).inc()
-        m.latency.labels(*labels).observe(time.perf_counter() - started)
-
     def _observe_tokens(self, labels: tuple[str, ...], out: forward.Outcome) -> None:
-        m = self.metrics
-        if out.ttft_s is not None:
-            m.ttft.labels(*labels).observe(out.ttft_s)
-        if out.itl_s is not None:
-            m.itl.labels(*labels).observe(out.itl_s)
-        if out.usage.prompt_tokens:
-            m.prompt_tokens.labels(*labels).inc(out.usage.prompt_tokens)
-        if out.usage.completion_tokens:
-            m.completion_tokens.labels(*labels).inc(out.usage.completion_tokens)
+        """Meter a request's outcome (a seam: tests keep each outcome here)."""
+        self.metrics.record(labels, out)
 
     def _collect_usage(self, labels: tuple[str, ...], out: forward.Outcome) -> None:
         """Meter a stream whose client left: its replica says what it generated up to
@@ -547,7 +533,7 @@ class Gateway:
                 finally:
                     self.balancer.release(target)
                 status = resp.status
-            self._observe(labels, status, started)
+            self.metrics.observe(labels, status, started)
 
         task = asyncio.get_running_loop().create_task(run())
         self._shadow_tasks.add(task)
