@@ -17,6 +17,7 @@ import numpy as np
 import openai
 import pytest
 import tritonclient.http as triton
+import yaml
 
 from tests.utils.servers import free_port
 
@@ -47,6 +48,21 @@ def _paved(home: Path, *args: str, timeout: float = 900, key: str | None = None)
     return r.stdout
 
 
+HELD = 4  # chat's in-flight bound in the served copy of the examples
+
+
+def _manifests(folder: Path) -> Path:
+    """The shipped examples/endpoints, with chat's in-flight bound lowered to ``HELD``, so
+    the 429 test can hold every slot with a few long streams."""
+    folder.mkdir()
+    for src in (ROOT / "examples" / "endpoints").glob("*.yaml"):
+        doc = yaml.safe_load(src.read_text())
+        if doc["metadata"]["name"] == "chat":
+            doc["spec"]["limits"]["max_inflight"] = HELD
+        (folder / src.name).write_text(yaml.safe_dump(doc))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     home = tmp_path_factory.mktemp("serve") / "paved"
@@ -63,10 +79,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         "other": mint("other", "app", "other-app"),
         "viewer": mint("default", "viewer", "sre"),
     }
+    manifests = _manifests(home.parent / "endpoints")
     port = free_port()
     log = (home / "serve.log").open("w")
     proc = subprocess.Popen(
-        [*PAVED, "serve", "--manifests", str(ROOT / "examples" / "endpoints"), "--port", str(port)],
+        [*PAVED, "serve", "--manifests", str(manifests), "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=_env(home),
@@ -211,34 +228,65 @@ def test_errors_as_described(stack) -> None:
     assert "paved_requests_total" in r.text
 
 
+EOS_ID = 3  # <eos>: the fourth of tiny-gpt's special tokens (bundled/tiny_gpt/corpus.py)
+
+
+def _in_flight(base: str, viewer: str, endpoint: str) -> float:
+    """Requests the gateway holds in flight for ``endpoint``, from its own /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(base + "/metrics", headers={"authorization": f"Bearer {viewer}"}).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "paved_queue_depth" and sample.labels.get("endpoint") == endpoint:
+                return sample.value
+    return 0.0
+
+
 def test_429_past_the_endpoints_inflight_bound(stack) -> None:
-    base, key = stack["base"], stack["app"]
+    """With every one of the endpoint's in-flight slots held, the next request is refused at
+    once with 429 and Retry-After; the held streams complete."""
+    base, key, viewer = stack["base"], stack["app"], stack["viewer"]
+    auth = {"authorization": f"Bearer {key}"}
+    # EOS banned: every stream generates all 100 tokens (tiny-gpt's context is 128), so the
+    # slots stay held for a while.
     body = {
         "model": "chat",
         "prompt": "Q: 3 plus 4? A:",
-        "max_tokens": 64,
+        "max_tokens": 100,
         "stream": True,
-        "temperature": 1.0,
+        "temperature": 0,
+        "logit_bias": {str(EOS_ID): -100},
     }
 
-    async def one(client: httpx.AsyncClient) -> tuple[int, str | None]:
-        async with client.stream(
-            "POST", base + "/v1/completions", json=body, headers={"authorization": f"Bearer {key}"}
-        ) as r:
-            await r.aread()
-            return r.status_code, r.headers.get("retry-after")
-
-    async def burst() -> list[tuple[int, str | None]]:
+    async def run() -> tuple[httpx.Response, list[int | bytes]]:
         limits = httpx.Limits(max_connections=100)
         async with httpx.AsyncClient(timeout=300, limits=limits) as client:
-            return await asyncio.gather(*(one(client) for _ in range(80)))
 
-    results = asyncio.run(burst())
-    codes = [c for c, _ in results]
-    assert set(codes) <= {200, 429}
-    assert codes.count(429) >= 1
-    assert codes.count(200) >= 1
-    assert all(ra is not None for c, ra in results if c == 429)
+            async def hold() -> int | bytes:
+                async with client.stream(
+                    "POST", base + "/v1/completions", json=body, headers=auth
+                ) as r:
+                    data = await r.aread()
+                    return r.status_code if data.endswith(b"data: [DONE]\n\n") else data[-300:]
+
+            held = [asyncio.create_task(hold()) for _ in range(HELD)]
+            deadline = time.monotonic() + 120
+            while await asyncio.to_thread(_in_flight, base, viewer, "chat") < HELD:
+                ended = [t.result() for t in held if t.done()]
+                assert not ended, f"a stream ended before all were held: {ended}"
+                assert time.monotonic() < deadline, "the streams were never all in flight"
+                await asyncio.sleep(0.02)
+            extra = await client.post(
+                base + "/v1/completions", json={**body, "stream": False}, headers=auth
+            )
+            return extra, await asyncio.gather(*held)
+
+    extra, held_codes = asyncio.run(run())
+    assert extra.status_code == 429, extra.text
+    assert extra.json()["error"]["code"]
+    assert int(extra.headers["retry-after"]) >= 1
+    assert held_codes == [200] * HELD
 
 
 def test_sigterm_drains_in_flight_requests_and_exits(stack) -> None:
