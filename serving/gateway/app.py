@@ -10,12 +10,10 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass, replace
 from typing import Any
 
 from paved.errors import (
@@ -23,19 +21,20 @@ from paved.errors import (
     LimitExceeded,
     NotFound,
     PavedError,
-    PermissionDenied,
     ReplicaUnreachable,
     Unavailable,
 )
 from paved.schemas import Role
 from serving import asgi
 from serving.asgi import Receive, Scope, Send
-from serving.gateway import forward
+from serving.gateway import access, forward
 from serving.gateway.admission import admission
 from serving.gateway.auth import KeyCache
 from serving.gateway.balance import Balancer
 from serving.gateway.directory import Directory
+from serving.gateway.limits import GatewayLimits
 from serving.gateway.routing import Route, RouteTable, choose, user_id
+from serving.gateway.shadow import Shadow
 from serving.gateway.upstream import UpstreamPool
 from serving.headers import (
     COHORT,
@@ -59,18 +58,7 @@ from serving.protocol.openai import (
 
 log = logging.getLogger(__name__)
 
-INFER_ROLES = frozenset({Role.APP, Role.ML_ENGINEER, Role.ADMIN})
-READ_ROLES = frozenset({Role.VIEWER, Role.ML_ENGINEER, Role.APPROVER, Role.ADMIN})
 _OPENAI_PATHS = {b"/v1/chat/completions", b"/v1/completions"}
-
-
-@dataclass(frozen=True)
-class GatewayLimits:
-    max_body_bytes: int = 1 << 20
-    max_header_bytes: int = 16 << 10
-    max_inflight: int = 1024  # whole gateway; past it: 503 at once
-    stream_idle_timeout_s: float = 60.0  # a stream silent this long ends with an error event
-    max_attempts: int = 3  # replicas tried when connections fail (nothing sent to them)
 
 
 class Gateway:
@@ -95,7 +83,7 @@ class Gateway:
         self._internal = [(INTERNAL_TOKEN, internal_token.encode())] if internal_token else []
         self._rng = random.Random()
         self.balancer = Balancer(rng=self._rng)
-        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self.shadow = Shadow()
         self._background: set[asyncio.Task[None]] = set()
         self.update_routes(routes)
 
@@ -188,7 +176,7 @@ class Gateway:
             elif path.startswith("/v2/models/"):
                 await self._v2(scope, receive, send, key, path, headers)
             elif path == "/metrics" and method == "GET":
-                _require(key, READ_ROLES, "read metrics")
+                access.require(key, access.READ_ROLES, "read metrics")
                 await asgi.send_bytes(
                     send, 200, self.metrics.exposition(), content_type=CONTENT_TYPE.encode()
                 )
@@ -218,7 +206,7 @@ class Gateway:
         path: bytes,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
-        _require(key, INFER_ROLES, "call inference endpoints")
+        access.require(key, access.INFER_ROLES, "call inference endpoints")
         body = await asgi.read_body(receive, self.limits.max_body_bytes)
         kind = ChatCompletionRequest if path == b"/v1/chat/completions" else CompletionRequest
         request = parse_request(kind, body)  # the same models the replica validates with
@@ -260,14 +248,14 @@ class Gateway:
         path: str,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
-        _require(key, INFER_ROLES, "call inference endpoints")
+        access.require(key, access.INFER_ROLES, "call inference endpoints")
         parts = path.split("/")  # ['', 'v2', 'models', name, ...]
         name = parts[3] if len(parts) > 3 else ""
         route = self._route(name, key, "v2")
         tail = parts[4:]
         version = route.champion
         if tail and tail[0] == "versions":
-            route, version = _pinned(route, tail[1] if len(tail) > 1 else "")
+            route, version = access.pinned(route, tail[1] if len(tail) > 1 else "")
             tail = tail[2:]
         method = scope["method"]
         if tail == ["ready"] and method == "GET":
@@ -391,7 +379,19 @@ class Gateway:
             self._observe_tokens(labels, out)
         if route.shadow and route.challenger is not None and method == "POST":
             binary = asgi.header(scope, b"inference-header-content-length")
-            self._shadow(route, path, body, key, stream, binary)
+            self.shadow.mirror(
+                route,
+                path,
+                body,
+                key,
+                stream,
+                binary,
+                pool=self.pool,
+                balancer=self.balancer,
+                directory=self.directory,
+                metrics=self.metrics,
+                internal=self._internal,
+            )
 
     async def _relay(
         self,
@@ -494,51 +494,6 @@ class Gateway:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _shadow(
-        self,
-        route: Route,
-        path: str,
-        body: bytes,
-        key: ApiKey,
-        stream: bool,
-        binary_header: bytes | None,
-    ) -> None:
-        """Mirror to the challenger; its answer is measured and dropped."""
-        if len(self._shadow_tasks) >= 64 or route.challenger is None:
-            return  # shadowing is best effort: never queue behind live traffic
-        name, version = route.endpoint.name, route.challenger
-        labels = self.metrics.labels(name, route.endpoint.spec.model, version, "shadow", key.team)
-
-        async def run() -> None:
-            started = time.perf_counter()
-            status = 599
-            fwd = [
-                (b"content-type", b"application/json"),
-                (COHORT, b"shadow"),
-                *self._internal,
-            ]
-            if binary_header is not None:
-                fwd.append((b"inference-header-content-length", binary_header))
-            with contextlib.suppress(PavedError, OSError):
-                target = self.balancer.choose(self.directory.targets(name, version))
-                assert target is not None
-                self.balancer.acquire(target)
-                try:
-                    if stream:
-                        resp, chunks = await self.pool.stream(target, path, body, fwd)
-                        async for _ in chunks:
-                            pass
-                    else:
-                        resp = await self.pool.request(target, "POST", path, body, fwd)
-                finally:
-                    self.balancer.release(target)
-                status = resp.status
-            self.metrics.observe(labels, status, started)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._shadow_tasks.add(task)
-        task.add_done_callback(self._shadow_tasks.discard)
-
     def all_ready(self) -> bool:
         """Ready once there are routes and every endpoint's champion has a replica."""
         routes = self.routes.routes
@@ -550,33 +505,3 @@ class Gateway:
     async def _shutdown(self) -> None:
         await self.keys.stop()
         self.pool.close()
-
-
-def _pinned(route: Route, version: str) -> tuple[Route, int]:
-    """The route of a request pinned to ``version`` (``/v2/models/<ep>/versions/<v>/...``).
-
-    Only a version the endpoint serves now (champion or challenger) is answered, by
-    that version alone: the split and shadowing do not apply. Any other is a 404.
-    """
-    served = {str(v): v for v in route.versions}
-    if version not in served:
-        raise NotFound(
-            f"endpoint {route.endpoint.name!r} does not serve version {quote(version)}; "
-            f"it serves {', '.join(sorted(served))}",
-            rule="model_version",
-        )
-    pinned = served[version]
-    if pinned == route.champion:
-        return replace(route, challenger=None, weight=0, shadow=False, sticky=False), pinned
-    # The challenger, chosen for every request: choose() sends weight 100 to it.
-    return replace(route, weight=100, shadow=False, sticky=False), pinned
-
-
-def _require(key: ApiKey, roles: frozenset[Role], action: str) -> None:
-    if not key.roles & roles:
-        needed = ", ".join(sorted(r.value for r in roles))
-        raise PermissionDenied(
-            f"key {key.key_id} (roles: {', '.join(sorted(r.value for r in key.roles))}) may not "
-            f"{action}; one of these roles is needed: {needed}",
-            rule="role",
-        )

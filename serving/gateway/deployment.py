@@ -61,9 +61,10 @@ class GatewayIngress:
         metrics_dir = gateway_metrics_dir()
         metrics.enable_multiprocess(metrics_dir)
 
-        from serving.gateway.app import Gateway, GatewayLimits
+        from serving.gateway.app import Gateway
         from serving.gateway.auth import KeyCache
         from serving.gateway.directory import ServeDirectory
+        from serving.gateway.limits import GatewayLimits
         from serving.gateway.routing import RouteTable
         from serving.http_server import ConnectionLimits, EmbeddedServer
         from serving.keys import KeyStore

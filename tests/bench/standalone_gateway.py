@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from serving.gateway.app import Gateway, GatewayLimits
+from serving.gateway.app import Gateway
 from serving.gateway.auth import KeyCache
 from serving.gateway.deployment import GatewaySpec, RoutesConfig
 from serving.gateway.directory import StaticDirectory
+from serving.gateway.limits import GatewayLimits
 from serving.gateway.routing import RouteTable
 from serving.keys import KeyStore
 from tests.bench import harness

@@ -20,9 +20,9 @@ import pytest
 
 from paved.manifest import Endpoint
 from paved.schemas import Role
-from serving.gateway.app import GatewayLimits
 from serving.gateway.auth import KeyCache
 from serving.gateway.directory import StaticDirectory
+from serving.gateway.limits import GatewayLimits
 from serving.gateway.routing import RouteTable
 from serving.keys import KeyStore
 from tests.utils.recording import RecordingGateway

@@ -26,9 +26,10 @@ import pytest
 
 from paved.manifest import Endpoint
 from paved.schemas import Role
-from serving.gateway.app import Gateway, GatewayLimits
+from serving.gateway.app import Gateway
 from serving.gateway.auth import KeyCache
 from serving.gateway.directory import StaticDirectory
+from serving.gateway.limits import GatewayLimits
 from serving.gateway.routing import RouteTable
 from serving.keys import KeyStore
 from tests.utils.servers import UvicornThread, free_port, trivial_replica
@@ -259,10 +260,10 @@ def test_at_most_64_mirrors_are_in_flight(stack: dict[str, Any]) -> None:
                 body = {"model": "held", "prompt": "x", "tag": f"held-{i}"}
                 assert c.post("/v1/completions", json=body).status_code == 200
         wait_for(lambda: len(held.seen) == 64, "64 held mirrors")
-        assert len(gw._shadow_tasks) == 64
+        assert len(gw.shadow.tasks) == 64
     finally:
         held.hold.set()
-    wait_for(lambda: not gw._shadow_tasks, "the mirrors to finish")
+    wait_for(lambda: not gw.shadow.tasks, "the mirrors to finish")
     assert len(held.seen) == 64  # the 6 past the bound were never sent
 
 
