@@ -13,18 +13,18 @@ demo: setup
 
 # Lint first: style, types and the layers contract ([tool.importlinter] in
 # pyproject.toml, docs/architecture.md "Layers") gate every test run.
-LINT = $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy . \
+lint_all = $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy . \
 	&& $(VENV)/bin/lint-imports
 
 test: setup
-	$(LINT)
+	$(lint_all)
 	$(PY) -m pytest -p no:cacheprovider tests/unit tests/integration tests/e2e
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow" tests/unit
 
 lint: setup
-	$(LINT)
+	$(lint_all)
 
 bench: setup
 	$(PY) -m tests.bench.registry_bench
