@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -33,10 +34,10 @@ def paved_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A PostgreSQL database created for this test session and dropped after it."""
-    name = f"paved_test_{uuid.uuid4().hex[:10]}"
+@contextlib.contextmanager
+def new_pg_database(prefix: str = "paved_test") -> Iterator[str]:
+    """A PostgreSQL database of its own, dropped (its sessions ended) afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     conn = _pg_admin()
     with conn.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
@@ -51,6 +52,13 @@ def pg_database() -> Iterator[str]:
             )
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database created for this test session and dropped after it."""
+    with new_pg_database() as uri:
+        yield uri
 
 
 def make_settings(root: Path, backend: str, pg_uri: str | None = None) -> Settings:

@@ -4,7 +4,6 @@ and a refused write leaves neither a table nor a row."""
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import sqlalchemy as sa
 from paved.errors import Conflict, InvalidInput, InvalidName, NotFound, PermissionDenied
 from paved.schemas import KeyLink, Role
 from serving.keys import KeyStore, api_keys, verify
-from tests.conftest import PG_ADMIN_DSN, _pg_admin
+from tests.conftest import new_pg_database
 
 pytestmark = pytest.mark.integration
 
@@ -25,21 +24,8 @@ def db_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'keys.db'}"
         return
-    name = f"paved_keys_{uuid.uuid4().hex[:10]}"
-    conn = _pg_admin()
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.close()
+    with new_pg_database("paved_keys") as uri:
+        yield uri
 
 
 @pytest.fixture
